@@ -1,0 +1,196 @@
+"""The collector's own telemetry: every metric it exports, and one function per notable event.
+
+Each event function both counts and (where worth a line) logs once, structured; nothing is logged per
+sample or per line. Metric names follow Prometheus conventions and are a public contract: the generated
+alerts (rules/) and dashboards (dashboards/) query them, so rename nothing without regenerating those.
+
+Labels: `cluster` is always the *monitored* cluster (or the management cluster's `self_cluster` name
+for the collector's own queue); `signal` is `metrics` or `logs`; `source` is `prometheus` or `loki`;
+`reason` is one of the constants below, never a free-form string.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from observe import __version__
+
+log = logging.getLogger("observe")
+
+# Drop reasons (label `reason` of observe_dropped_*_total). Constants, not literals scattered around.
+DROP_QUEUE_FULL: Final = "queue_full"  # the queue hit queue.max_bytes; its oldest segment went
+DROP_TOO_OLD: Final = "too_old"  # older than queue.max_age: the receiver would reject it anyway
+DROP_PERMANENT_ERROR: Final = "permanent_error"  # the receiver answered 4xx (not 429): it will never accept it
+DROP_CORRUPT: Final = "corrupt"  # a queue record failed its checksum (torn write after a crash)
+DROP_OUT_OF_ORDER: Final = "out_of_order"  # a sample not newer than the last one sent for its series
+
+# Failure reasons of a pull or a send (label `reason`).
+FAIL_UNREACHABLE: Final = "unreachable"
+FAIL_TIMEOUT: Final = "timeout"
+FAIL_HTTP_4XX: Final = "http_4xx"
+FAIL_HTTP_5XX: Final = "http_5xx"
+FAIL_THROTTLED: Final = "throttled"  # 429
+FAIL_AUTH: Final = "auth"  # 401/403
+FAIL_TOO_LARGE: Final = "too_large"
+FAIL_BAD_RESPONSE: Final = "bad_response"  # HTML, non-exposition, non-JSON, truncated body
+FAIL_TLS: Final = "tls"
+
+SIGNALS: Final = ("metrics", "logs")
+
+
+class Telemetry:
+    """All self-metrics in one registry of their own (tests build one per collector)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build_info = Info("observe_build", "Version of the observe collector.", registry=r)
+        self.build_info.info({"version": __version__})
+        self.cluster_up = Gauge(
+            "observe_cluster_up",
+            "1 if the last pull of the cluster's Prometheus succeeded, else 0.",
+            ["cluster"],
+            registry=r,
+        )
+        self.source_up = Gauge(
+            "observe_source_up", "1 if the last pull of this source succeeded, else 0.", ["cluster", "source"], registry=r
+        )
+        self.last_success = Gauge(
+            "observe_last_success_timestamp_seconds",
+            "Unix time of the last successful pull of this source.",
+            ["cluster", "source"],
+            registry=r,
+        )
+        self.pull_duration = Histogram(
+            "observe_pull_duration_seconds",
+            "Duration of one pull of one source, failed or not.",
+            ["cluster", "source"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
+            registry=r,
+        )
+        self.pull_failures = Counter(
+            "observe_pull_failures_total", "Failed pulls by reason.", ["cluster", "source", "reason"], registry=r
+        )
+        self.series_pulled = Gauge(
+            "observe_series_pulled", "Series returned by the last successful pull.", ["cluster"], registry=r
+        )
+        self.samples_pulled = Counter(
+            "observe_samples_pulled_total", "Samples read from sources.", ["cluster"], registry=r
+        )
+        self.exposition_errors = Counter(
+            "observe_exposition_errors_total",
+            "Lines of a federation response that could not be parsed and were skipped.",
+            ["cluster"],
+            registry=r,
+        )
+        self.label_collisions = Counter(
+            "observe_label_collisions_total",
+            "Series or streams that already carried a label observe sets; theirs moved to exported_<label>.",
+            ["cluster", "label"],
+            registry=r,
+        )
+        self.relabel_dropped = Counter(
+            "observe_relabel_dropped_series_total",
+            "Series dropped on purpose by relabel_configs (keep/drop rules), counted once per cycle.",
+            ["cluster"],
+            registry=r,
+        )
+        self.stale_markers = Counter(
+            "observe_stale_markers_total",
+            "Staleness markers emitted for series that vanished or whose cluster became unreachable.",
+            ["cluster"],
+            registry=r,
+        )
+        self.samples_sent = Counter(
+            "observe_samples_sent_total",
+            "Samples acknowledged (2xx) by the central receiver.",
+            ["cluster", "sink"],
+            registry=r,
+        )
+        self.requests_sent = Counter(
+            "observe_send_requests_total", "Requests acknowledged (2xx) by a sink.", ["sink"], registry=r
+        )
+        self.send_failures = Counter(
+            "observe_send_failures_total", "Failed sends by reason (each retry counts).", ["sink", "reason"], registry=r
+        )
+        self.send_duration = Histogram(
+            "observe_send_duration_seconds",
+            "Duration of one request to a sink, failed or not.",
+            ["sink"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.dropped_samples = Counter(
+            "observe_dropped_samples_total",
+            "Samples (or log entries) lost on purpose, by reason.",
+            ["cluster", "signal", "reason"],
+            registry=r,
+        )
+        self.queue_bytes = Gauge(
+            "observe_queue_bytes", "Bytes held in the durable queue.", ["cluster", "signal"], registry=r
+        )
+        self.queue_max_bytes = Gauge(
+            "observe_queue_max_bytes", "The durable queue's size bound.", ["cluster", "signal"], registry=r
+        )
+        self.queue_records = Gauge(
+            "observe_queue_records", "Records not yet acknowledged.", ["cluster", "signal"], registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "observe_queue_oldest_record_age_seconds",
+            "Age of the oldest record not yet acknowledged (0 when empty).",
+            ["cluster", "signal"],
+            registry=r,
+        )
+
+    # -- events -----------------------------------------------------------------------------------
+    def pull_succeeded(self, cluster: str, source: str, *, duration: float, series: int, at: float) -> None:
+        self.pull_duration.labels(cluster, source).observe(duration)
+        self.source_up.labels(cluster, source).set(1)
+        if source == "prometheus":
+            self.cluster_up.labels(cluster).set(1)
+            self.series_pulled.labels(cluster).set(series)
+            self.samples_pulled.labels(cluster).inc(series)
+        self.last_success.labels(cluster, source).set(at)
+
+    def pull_failed(self, cluster: str, source: str, *, duration: float, reason: str, message: str) -> None:
+        self.pull_duration.labels(cluster, source).observe(duration)
+        self.pull_failures.labels(cluster, source, reason).inc()
+        self.source_up.labels(cluster, source).set(0)
+        if source == "prometheus":
+            self.cluster_up.labels(cluster).set(0)
+        log.warning(
+            "pull failed", extra={"cluster": cluster, "source": source, "reason": reason, "error": message}
+        )
+
+    def exposition_error(self, cluster: str, lineno: int, message: str) -> None:
+        self.exposition_errors.labels(cluster).inc()
+        log.debug("bad exposition line skipped", extra={"cluster": cluster, "line": lineno, "error": message})
+
+    def dropped(self, cluster: str, signal: str, reason: str, count: int, *, detail: str = "") -> None:
+        if count <= 0:
+            return
+        self.dropped_samples.labels(cluster, signal, reason).inc(count)
+        log.warning(
+            "data dropped",
+            extra={"cluster": cluster, "signal": signal, "reason": reason, "count": count, "detail": detail},
+        )
+
+    def send_failed(self, sink: str, reason: str) -> None:
+        self.send_failures.labels(sink, reason).inc()
+
+    def init_cluster(self, cluster: str, *, sources: tuple[str, ...], sink: str) -> None:
+        """Create every per-cluster series at 0 so `rate()` and absence checks work from the first scrape."""
+        for source in sources:
+            self.source_up.labels(cluster, source)
+            self.pull_failures.labels(cluster, source, FAIL_UNREACHABLE)
+        if "prometheus" in sources:
+            self.cluster_up.labels(cluster)
+            self.samples_pulled.labels(cluster)
+            self.exposition_errors.labels(cluster)
+            self.stale_markers.labels(cluster)
+            self.samples_sent.labels(cluster, sink)
+            for reason in (DROP_QUEUE_FULL, DROP_TOO_OLD, DROP_PERMANENT_ERROR):
+                self.dropped_samples.labels(cluster, "metrics", reason)
