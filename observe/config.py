@@ -184,6 +184,10 @@ _TENANT_HEADER: dict[str, str | None] = {
     "victoriametrics": None,
     "generic": None,
 }
+_RESERVED_REMOTE_WRITE_HEADERS = frozenset(
+    {"authorization", "content-encoding", "content-length", "content-type", "host", "user-agent",
+     "x-prometheus-remote-write-version"}
+)  # fmt: skip
 
 
 class RemoteWriteConfig(HTTPClientConfig):
@@ -198,6 +202,15 @@ class RemoteWriteConfig(HTTPClientConfig):
     max_in_flight: int = Field(default=4, ge=1, le=64)
     min_backoff: Duration = 0.5
     max_backoff: Duration = 30.0
+
+    @field_validator("headers")
+    @classmethod
+    def _no_protocol_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Prometheus' remote_write.headers rejects these too: overriding one breaks the protocol or auth.
+        for name in value:
+            if name.lower() in _RESERVED_REMOTE_WRITE_HEADERS:
+                raise ValueError(f"header {name!r} is set by observe and cannot be overridden")
+        return value
 
     def receiver_kind(self) -> ReceiverKind:
         if self.kind is not None:
@@ -218,6 +231,15 @@ class LokiPushConfig(HTTPClientConfig):
 
     tenant: str | None = None
     encoding: Literal["protobuf", "json"] = "protobuf"
+    # Retry backoff between pushes of one record (full jitter, doubling; Retry-After is a floor)
+    min_backoff: Duration = 0.5
+    max_backoff: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _backoff(self) -> LokiPushConfig:
+        if not 0 < self.min_backoff <= self.max_backoff:
+            raise ValueError("need 0 < min_backoff <= max_backoff")
+        return self
 
 
 class CentralConfig(_Model):
@@ -248,6 +270,14 @@ class LogsConfig(_Model):
     safety_lag: Duration = 30.0
     page_limit: int = Field(default=5000, ge=1)
     max_line_bytes: Size = 256 * 1024
+    # Loki's default limits_config (max_label_names_per_series, max_label_name_length,
+    # max_label_value_length): a stream over them is reported and dropped here, not half-rejected centrally.
+    max_label_names: int = Field(default=15, ge=1)
+    max_label_name_length: int = Field(default=1024, ge=1)
+    max_label_value_length: int = Field(default=2048, ge=1)
+    # Uncompressed push body: Promtail's default batch_size; ~200 KiB snappy, far under Loki's limits.
+    push_batch_bytes: Size = 2**20
+    ship_own_logs: bool = True  # the collector's own logs to central.loki, labelled self_cluster
 
     @field_validator("start_from")
     @classmethod
@@ -281,6 +311,126 @@ class GrafanaConfig(_Model):
         return Secret(path=self.token_file, env=self.token_env)
 
 
+_RATIO_FIELDS = (
+    "apiserver_availability_slo",
+    "nodes_not_ready_warning",
+    "nodes_not_ready_critical",
+    "requests_ratio",
+    "cross_cluster_traffic_share",
+    "cross_cluster_error_ratio",
+    "queue_usage_warning",
+    "queue_usage_critical",
+    "send_failure_ratio",
+    "receive_error_ratio",
+    "log_error_ratio",
+)
+
+
+class AlertsConfig(_Model):
+    """Thresholds and `for`s of the generated alerts (`observe rules`); docs/runbooks.md explains each alert.
+
+    Ratios are fractions (0.1 = 10%); a `*_for` is how long the condition must hold before the alert fires.
+    """
+
+    runbook_base_url: HttpUrl = "https://github.com/example-org/observe/blob/main/docs/runbooks.md"
+    # Placeholder webhook base of the generated Alertmanager receivers (each appends /<receiver>): fill it in.
+    receiver_url: HttpUrl = "http://alert-receiver.invalid"
+    evaluation_interval: Duration = 60.0
+    # A series every cluster's Prometheus federates; no such series centrally means no telemetry.
+    presence_metric: str = "up"
+    cluster_missing_for: Duration = 180.0
+    cluster_unreachable_for: Duration = 120.0
+    # Not longer than cluster_missing_for: a dead collector must be known before every cluster pages.
+    collector_down_for: Duration = 120.0
+    telemetry_delay: Duration = 300.0
+    telemetry_delayed_for: Duration = 300.0
+    logs_missing_for: Duration = 900.0
+    apiserver_selector: str = 'job="apiserver"'
+    apiserver_down_for: Duration = 300.0
+    apiserver_availability_slo: float = 0.99
+    # The multiwindow burn-rate pairs of the SRE workbook: 14.4x over 1h/5m pages, 6x over 6h/30m warns.
+    apiserver_burn_critical_for: Duration = 120.0
+    apiserver_burn_warning_for: Duration = 900.0
+    nodes_not_ready_warning: float = 0.1
+    nodes_not_ready_critical: float = 0.3
+    nodes_not_ready_for: Duration = 900.0
+    requests_ratio: float = 0.85
+    requests_ratio_for: Duration = 1800.0
+    # N-1: the free allocatable of a cluster's peers must cover its requests x headroom.
+    failover_headroom: float = Field(default=1.0, ge=1.0, le=10.0)
+    # Clusters back each other up only when these static labels match (e.g. [env]); [] = one pool.
+    failover_pool_labels: list[str] = Field(default_factory=list)
+    failover_for: Duration = 1800.0
+    cross_cluster_traffic_share: float = 0.5
+    cross_cluster_traffic_for: Duration = 900.0
+    cross_cluster_error_ratio: float = 0.05
+    cross_cluster_errors_for: Duration = 600.0
+    cross_cluster_min_rps: float = Field(default=1.0, ge=0.0)
+    # Our cluster name -> Istio's cluster ID (source_cluster/destination_cluster), when they differ.
+    istio_cluster_ids: dict[str, str] = Field(default_factory=dict)
+    gslb_for: Duration = 300.0
+    backup_max_age: Duration = 26 * 3600.0  # a daily schedule plus two hours of slack
+    backup_failed_for: Duration = 900.0
+    argocd_out_of_sync_for: Duration = 1800.0
+    argocd_unhealthy_for: Duration = 900.0
+    argocd_connection_for: Duration = 600.0
+    queue_usage_warning: float = 0.8
+    queue_usage_critical: float = 0.95
+    queue_usage_for: Duration = 300.0
+    queue_lag: Duration = 600.0
+    queue_lag_for: Duration = 600.0
+    send_failure_ratio: float = 0.1
+    send_failing_for: Duration = 600.0
+    thanos_receive_selector: str = 'job=~".*thanos-receive.*"'
+    receive_error_ratio: float = 0.05
+    receive_errors_for: Duration = 300.0
+    ruler_send_failing_for: Duration = 300.0
+    log_error_ratio: float = 0.2
+    log_errors_for: Duration = 900.0
+
+    @field_validator(*_RATIO_FIELDS)
+    @classmethod
+    def _ratio(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError(f"must be a fraction in (0, 1], got {value}")
+        return value
+
+    @field_validator("presence_metric")
+    @classmethod
+    def _metric_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", value):
+            raise ValueError(f"not a metric name: {value!r}")
+        return value
+
+    @field_validator("apiserver_selector", "thanos_receive_selector")
+    @classmethod
+    def _matchers(cls, value: str) -> str:
+        if not value.strip() or "{" in value or "}" in value:
+            raise ValueError(f"give label matchers without braces, e.g. 'job=\"apiserver\"', got {value!r}")
+        return value
+
+    @field_validator("failover_pool_labels")
+    @classmethod
+    def _pool_labels(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not LABEL_NAME.match(name):
+                raise ValueError(f"not a valid label name: {name!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ladders(self) -> AlertsConfig:
+        if self.nodes_not_ready_warning >= self.nodes_not_ready_critical:
+            raise ValueError("nodes_not_ready_warning must be below nodes_not_ready_critical")
+        if self.queue_usage_warning >= self.queue_usage_critical:
+            raise ValueError("queue_usage_warning must be below queue_usage_critical")
+        if self.collector_down_for > self.cluster_missing_for:
+            raise ValueError(
+                "collector_down_for must not exceed cluster_missing_for: a dead collector would page for "
+                "every cluster before it is known dead"
+            )
+        return self
+
+
 class Config(_Model):
     interval: Duration = 30.0
     cluster_label: str = "cluster"
@@ -294,6 +444,7 @@ class Config(_Model):
     queue: QueueConfig = QueueConfig()
     logs: LogsConfig = LogsConfig()
     grafana: GrafanaConfig = GrafanaConfig()
+    alerts: AlertsConfig = AlertsConfig()
     shutdown_timeout: Duration = 20.0
 
     @field_validator("cluster_label")
@@ -306,7 +457,7 @@ class Config(_Model):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _host, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"not host:port: {value!r}")
         return value
@@ -335,7 +486,9 @@ def _cross_checks(cfg: Config) -> list[str]:
     seen: dict[str, int] = {}
     for i, c in enumerate(cfg.clusters):
         if c.name in seen:
-            problems.append(f"clusters[{i}].name: duplicate cluster name {c.name!r} (also clusters[{seen[c.name]}])")
+            problems.append(
+                f"clusters[{i}].name: duplicate cluster name {c.name!r} (also clusters[{seen[c.name]}])"
+            )
         seen.setdefault(c.name, i)
         if cfg.cluster_label in c.labels:
             problems.append(
@@ -351,7 +504,9 @@ def _cross_checks(cfg: Config) -> list[str]:
                     f"interval ({format_duration(cfg.interval)}) so one slow cluster cannot overlap its next cycle"
                 )
     if cfg.self_cluster in seen:
-        problems.append(f"self_cluster: {cfg.self_cluster!r} is also a name in clusters; pick a distinct name")
+        problems.append(
+            f"self_cluster: {cfg.self_cluster!r} is also a name in clusters; pick a distinct name"
+        )
     return problems
 
 
@@ -400,7 +555,13 @@ def _expand_env(node: Any, path: str, problems: list[str]) -> Any:
     if isinstance(node, list):
         return [_expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
     if isinstance(node, dict):
-        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+        return {
+            # relabel_configs keep Prometheus' own `$1`/`${name}` templates: Prometheus expands no env there.
+            k: v
+            if (not path and k == "relabel_configs")
+            else _expand_env(v, f"{path}.{k}" if path else str(k), problems)
+            for k, v in node.items()
+        }
     return node
 
 

@@ -23,9 +23,14 @@ log = logging.getLogger("observe")
 # Drop reasons (label `reason` of observe_dropped_*_total). Constants, not literals scattered around.
 DROP_QUEUE_FULL: Final = "queue_full"  # the queue hit queue.max_bytes; its oldest segment went
 DROP_TOO_OLD: Final = "too_old"  # older than queue.max_age: the receiver would reject it anyway
-DROP_PERMANENT_ERROR: Final = "permanent_error"  # the receiver answered 4xx (not 429): it will never accept it
+DROP_PERMANENT_ERROR: Final = (
+    "permanent_error"  # the receiver answered 4xx (not 429): it will never accept it
+)
 DROP_CORRUPT: Final = "corrupt"  # a queue record failed its checksum (torn write after a crash)
 DROP_OUT_OF_ORDER: Final = "out_of_order"  # a sample not newer than the last one sent for its series
+DROP_LINE_TOO_LONG: Final = "line_too_long"  # a log line over logs.max_line_bytes: Loki would reject it
+DROP_LABEL_LIMITS: Final = "label_limits"  # a log stream over Loki's label limits (count, name/value length)
+DROP_RELABEL: Final = "relabel"  # log entries of streams dropped on purpose by relabel_configs (not logged)
 
 # Failure reasons of a pull or a send (label `reason`).
 FAIL_UNREACHABLE: Final = "unreachable"
@@ -37,6 +42,10 @@ FAIL_AUTH: Final = "auth"  # 401/403
 FAIL_TOO_LARGE: Final = "too_large"
 FAIL_BAD_RESPONSE: Final = "bad_response"  # HTML, non-exposition, non-JSON, truncated body
 FAIL_TLS: Final = "tls"
+FAIL_INTERNAL: Final = "internal"  # a sink raised something other than a SinkError: a bug, retried
+FAIL_BAD_SELECTOR: Final = "bad_selector"  # Loki refused a log selector (400): a config error
+FAIL_IO: Final = "io"  # the local store could not write (disk full, permissions): retried, the queue keeps it
+FAIL_BAD_PAYLOAD: Final = "bad_payload"  # a queue record the local store cannot decode: dropped
 
 SIGNALS: Final = ("metrics", "logs")
 
@@ -56,7 +65,10 @@ class Telemetry:
             registry=r,
         )
         self.source_up = Gauge(
-            "observe_source_up", "1 if the last pull of this source succeeded, else 0.", ["cluster", "source"], registry=r
+            "observe_source_up",
+            "1 if the last pull of this source succeeded, else 0.",
+            ["cluster", "source"],
+            registry=r,
         )
         self.last_success = Gauge(
             "observe_last_success_timestamp_seconds",
@@ -72,7 +84,10 @@ class Telemetry:
             registry=r,
         )
         self.pull_failures = Counter(
-            "observe_pull_failures_total", "Failed pulls by reason.", ["cluster", "source", "reason"], registry=r
+            "observe_pull_failures_total",
+            "Failed pulls by reason.",
+            ["cluster", "source", "reason"],
+            registry=r,
         )
         self.series_pulled = Gauge(
             "observe_series_pulled", "Series returned by the last successful pull.", ["cluster"], registry=r
@@ -104,6 +119,12 @@ class Telemetry:
             ["cluster"],
             registry=r,
         )
+        self.samples_queued = Counter(
+            "observe_samples_queued_total",
+            "Fresh samples (not staleness markers) put into the durable queue.",
+            ["cluster"],
+            registry=r,
+        )
         self.samples_sent = Counter(
             "observe_samples_sent_total",
             "Samples acknowledged (2xx) by the central receiver.",
@@ -114,7 +135,10 @@ class Telemetry:
             "observe_send_requests_total", "Requests acknowledged (2xx) by a sink.", ["sink"], registry=r
         )
         self.send_failures = Counter(
-            "observe_send_failures_total", "Failed sends by reason (each retry counts).", ["sink", "reason"], registry=r
+            "observe_send_failures_total",
+            "Failed sends by reason (each retry counts).",
+            ["sink", "reason"],
+            registry=r,
         )
         self.send_duration = Histogram(
             "observe_send_duration_seconds",
@@ -144,6 +168,46 @@ class Telemetry:
             ["cluster", "signal"],
             registry=r,
         )
+        # -- logs path ------------------------------------------------------------------------------
+        self.log_entries_pulled = Counter(
+            "observe_log_entries_pulled_total",
+            "Log entries read from the cluster's Loki (each once: page-boundary repeats are not counted).",
+            ["cluster"],
+            registry=r,
+        )
+        self.log_bytes_pulled = Counter(
+            "observe_log_bytes_pulled_total", "Bytes of query_range replies read from the cluster's Loki.",
+            ["cluster"], registry=r,
+        )  # fmt: skip
+        self.log_entries_sent = Counter(
+            "observe_log_entries_sent_total", "Log entries acknowledged (2xx) by the central Loki.",
+            ["cluster"], registry=r,
+        )  # fmt: skip
+        self.log_bytes_sent = Counter(
+            "observe_log_bytes_sent_total",
+            "Bytes of push bodies (as sent: snappy protobuf or JSON) acknowledged by the central Loki.",
+            ["cluster"],
+            registry=r,
+        )
+        self.log_lag = Gauge(
+            "observe_log_lag_seconds",
+            "Now minus the cluster's oldest log cursor: how far behind its Loki the collector reads "
+            "(at least logs.safety_lag).",
+            ["cluster"],
+            registry=r,
+        )
+        self.log_throttled = Counter(
+            "observe_log_throttled_total",
+            "HTTP 429 answers on the logs path: endpoint=query (the cluster's Loki) or push (central Loki).",
+            ["cluster", "endpoint"],
+            registry=r,
+        )
+        self.log_pagination_gaps = Counter(
+            "observe_log_pagination_gaps_total",
+            "Nanoseconds holding more entries of one stream than two query pages: some of them were missed.",
+            ["cluster"],
+            registry=r,
+        )
 
     # -- events -----------------------------------------------------------------------------------
     def pull_succeeded(self, cluster: str, source: str, *, duration: float, series: int, at: float) -> None:
@@ -169,10 +233,15 @@ class Telemetry:
         self.exposition_errors.labels(cluster).inc()
         log.debug("bad exposition line skipped", extra={"cluster": cluster, "line": lineno, "error": message})
 
-    def dropped(self, cluster: str, signal: str, reason: str, count: int, *, detail: str = "") -> None:
+    def dropped(
+        self, cluster: str, signal: str, reason: str, count: int, *, detail: str = "", quiet: bool = False
+    ) -> None:
+        """Count a drop; `quiet` when the caller already logged this kind once (e.g. per distinct 4xx)."""
         if count <= 0:
             return
         self.dropped_samples.labels(cluster, signal, reason).inc(count)
+        if quiet:
+            return
         log.warning(
             "data dropped",
             extra={"cluster": cluster, "signal": signal, "reason": reason, "count": count, "detail": detail},
@@ -180,6 +249,39 @@ class Telemetry:
 
     def send_failed(self, sink: str, reason: str) -> None:
         self.send_failures.labels(sink, reason).inc()
+
+    def logs_pulled(self, cluster: str, *, entries: int, body_bytes: int) -> None:
+        self.log_entries_pulled.labels(cluster).inc(entries)
+        self.log_bytes_pulled.labels(cluster).inc(body_bytes)
+
+    def logs_sent(self, cluster: str, *, entries: int, body_bytes: int) -> None:
+        self.log_entries_sent.labels(cluster).inc(entries)
+        self.log_bytes_sent.labels(cluster).inc(body_bytes)
+
+    def log_lag_seconds(self, cluster: str, seconds: float) -> None:
+        self.log_lag.labels(cluster).set(max(0.0, seconds))
+
+    def log_throttled_429(self, cluster: str, endpoint: str) -> None:
+        self.log_throttled.labels(cluster, endpoint).inc()
+
+    def log_pagination_gap(self, cluster: str, count: int) -> None:
+        """Counted only: the source already logged the gap with its selector and nanosecond."""
+        self.log_pagination_gaps.labels(cluster).inc(count)
+
+    def init_logs(self, cluster: str) -> None:
+        """Create the cluster's logs series at 0 (see `init_cluster`)."""
+        for metric in (
+            self.log_entries_pulled, self.log_bytes_pulled, self.log_entries_sent, self.log_bytes_sent,
+            self.log_lag, self.log_pagination_gaps,
+        ):  # fmt: skip
+            metric.labels(cluster)
+        for endpoint in ("query", "push"):
+            self.log_throttled.labels(cluster, endpoint)
+        self.source_up.labels(cluster, "loki")
+        self.pull_failures.labels(cluster, "loki", FAIL_UNREACHABLE)
+        reasons = (DROP_QUEUE_FULL, DROP_TOO_OLD, DROP_PERMANENT_ERROR, DROP_LINE_TOO_LONG, DROP_LABEL_LIMITS)
+        for reason in reasons:
+            self.dropped_samples.labels(cluster, "logs", reason)
 
     def init_cluster(self, cluster: str, *, sources: tuple[str, ...], sink: str) -> None:
         """Create every per-cluster series at 0 so `rate()` and absence checks work from the first scrape."""

@@ -95,7 +95,9 @@ def _spawn(name: str, argv: Sequence[str], workdir: Path, port: int, ready_path:
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    server = Server(name=name, url=f"http://127.0.0.1:{port}", port=port, workdir=workdir, proc=proc, log_path=log_path)
+    server = Server(
+        name=name, url=f"http://127.0.0.1:{port}", port=port, workdir=workdir, proc=proc, log_path=log_path
+    )
     _wait_ready(server, ready_path)
     return server
 
@@ -128,7 +130,9 @@ def start_prometheus(
     return _spawn(name, argv, workdir, port, "/-/ready")
 
 
-def start_victoria_metrics(workdir: Path, *, extra_args: Sequence[str] = (), name: str = "victoria-metrics") -> Server:
+def start_victoria_metrics(
+    workdir: Path, *, extra_args: Sequence[str] = (), name: str = "victoria-metrics"
+) -> Server:
     binary = require_binary("victoria-metrics")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()

@@ -1,0 +1,329 @@
+"""The one place `observe` builds HTTP clients and translates aiohttp's exceptions.
+
+aiohttp client reference: https://docs.aiohttp.org/en/stable/client_reference.html
+
+Every source and sink talks HTTP through `new_session` and `fetch`, so TLS, auth, proxies, size caps,
+timeouts and error translation are decided once:
+
+    TransportError (ObserveError)   no usable HTTP response; `reason` is a FAIL_* constant:
+        timeout        no complete answer within `timeout` (connect + headers + body)
+        unreachable    connection refused or reset, DNS failure, server closed without answering
+        tls            handshake or certificate verification failed
+        too_large      the body passed `max_bytes` (Content-Length checked up front, then while streaming)
+        bad_response   the body was cut short (ClientPayloadError) or the reply was not valid HTTP
+        auth           the bearer token or password file cannot be read
+
+An HTTP error status is *not* a TransportError: `fetch` returns it, and the caller decides what a 401
+or a 503 means for its protocol. No message carries a secret: secret values are scrubbed from every
+message built here, and URLs are shown without userinfo or query.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from observe import __version__
+from observe.config import HTTPClientConfig, TLSConfig
+from observe.errors import ConfigError, ObserveError
+from observe.telemetry import (
+    FAIL_AUTH,
+    FAIL_BAD_RESPONSE,
+    FAIL_TIMEOUT,
+    FAIL_TLS,
+    FAIL_TOO_LARGE,
+    FAIL_UNREACHABLE,
+)
+from observe.units import format_duration, format_size
+
+__all__ = [
+    "Response",
+    "TransportError",
+    "auth_headers",
+    "build_ssl_context",
+    "fetch",
+    "new_session",
+    "redact",
+    "safe_url",
+]
+
+_REDACTED = "<redacted>"
+# Read in chunks of up to 256 KiB: a 15 MiB federate body is ~60 of them, checked against the cap each.
+_READ_CHUNK = 256 * 1024
+
+
+class TransportError(ObserveError):
+    """No usable HTTP response. `reason` is a FAIL_* constant from observe.telemetry."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A complete HTTP response: the whole body has been read (decompressed) and is within the cap."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower-cased, without parameters (`text/plain`); empty when absent."""
+        return self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext | bool:
+    """The `ssl` argument for aiohttp: True (verify against the system CAs) or a configured context.
+
+    `ca_file` replaces the system CAs, as Prometheus' `tls_config.ca_file` does. `server_name` is
+    applied per request (`fetch` passes it as aiohttp's `server_hostname`): an SSLContext cannot hold it.
+    Raises ConfigError when a file cannot be loaded.
+    """
+    if tls.ca_file is None and tls.cert_file is None and not tls.insecure_skip_verify:
+        return True
+    try:
+        if tls.insecure_skip_verify:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"tls.ca_file: cannot load CA certificates from {tls.ca_file}: {_os_reason(exc)}"
+        ) from exc
+    if tls.cert_file is not None and tls.key_file is not None:
+        try:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"tls.cert_file/key_file: cannot load the client certificate {tls.cert_file} "
+                f"with key {tls.key_file}: {_os_reason(exc)}"
+            ) from exc
+    return ctx
+
+
+def auth_headers(cfg: HTTPClientConfig) -> dict[str, str]:
+    """`Authorization` from the bearer token or basic auth, read now (a rotated token file is picked up).
+
+    Raises ConfigError when the secret cannot be read (its message names only the secret's origin).
+    """
+    token = cfg.bearer_token()
+    if token is not None:
+        return {"Authorization": f"Bearer {token.value()}"}
+    if cfg.basic_auth is not None:
+        password = cfg.basic_auth.password().value()
+        # UTF-8, as Go's SetBasicAuth sends it (RFC 7617 charset="UTF-8"); aiohttp's BasicAuth is deprecated.
+        pair = f"{cfg.basic_auth.username}:{password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    return {}
+
+
+def redact(text: str, cfg: HTTPClientConfig) -> str:
+    """`text` with the current secret values of `cfg` (and their Authorization forms) replaced."""
+    secrets: list[str] = []
+    try:
+        secrets.extend(auth_headers(cfg).values())
+        token = cfg.bearer_token()
+        if token is not None:
+            secrets.append(token.value())
+        if cfg.basic_auth is not None:
+            secrets.append(cfg.basic_auth.password().value())
+    except ConfigError:
+        pass  # an unreadable secret cannot leak
+    for secret in sorted(secrets, key=len, reverse=True):  # the long forms first: "Bearer x" before "x"
+        if secret:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def safe_url(url: str | URL) -> str:
+    """`url` fit for a message: no userinfo, no query (either may hold a credential)."""
+    u = URL(url) if isinstance(url, str) else url
+    return str(u.with_user(None).with_query(None).with_fragment(None))
+
+
+def new_session(cfg: HTTPClientConfig, *, limit: int = 4) -> aiohttp.ClientSession:
+    """A session for one server described by `cfg`; call from a coroutine, close with `await s.close()`.
+
+    `limit` caps concurrent connections. Proxies from the environment are ignored (trust_env=False):
+    a collector that silently routes cluster traffic through $HTTPS_PROXY is a surprise. Cookies are
+    not kept, so every request stands alone. Responses are decompressed (gzip only is asked for).
+    """
+    connector = aiohttp.TCPConnector(limit=limit, ssl=build_ssl_context(cfg.tls))
+    return aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        auto_decompress=True,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"Accept-Encoding": "gzip", "User-Agent": f"observe/{__version__}"},
+        timeout=aiohttp.ClientTimeout(total=cfg.timeout),
+    )
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str | URL,
+    *,
+    cfg: HTTPClientConfig,
+    max_bytes: int,
+    headers: Mapping[str, str] | None = None,
+    params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
+    data: bytes | None = None,
+) -> Response:
+    """One request with `cfg`'s auth, headers, TLS server name and timeout; the body capped at `max_bytes`.
+
+    Returns any HTTP status; raises TransportError (see the module docstring) when there is no usable
+    response. Header precedence: `cfg.headers`, then auth, then `headers`.
+    """
+    target = URL(url) if isinstance(url, str) else url
+    where = f"{method} {safe_url(target)}"
+    try:
+        auth = auth_headers(cfg)
+    except ConfigError as exc:
+        raise TransportError(f"{where}: {exc}", reason=FAIL_AUTH) from exc
+    if auth and target.user is not None:
+        target = target.with_user(None)  # the configured credentials win (aiohttp refuses both)
+    merged = {**cfg.headers, **auth, **(headers or {})}
+    extra: dict[str, Any] = {}
+    if cfg.tls.server_name:
+        extra["server_hostname"] = cfg.tls.server_name
+    try:
+        async with session.request(
+            method,
+            target,
+            headers=merged,
+            params=params,
+            data=data,
+            timeout=aiohttp.ClientTimeout(total=cfg.timeout),
+            **extra,
+        ) as resp:
+            encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+            length = resp.content_length
+            # A compressed Content-Length says little about the decompressed size: that is capped below.
+            if length is not None and length > max_bytes and not encoded:
+                resp.close()
+                raise TransportError(
+                    f"{where}: Content-Length {length} is over the {format_size(max_bytes)} limit (max_response_bytes)",
+                    reason=FAIL_TOO_LARGE,
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    resp.close()
+                    raise TransportError(
+                        f"{where}: the response passed the {format_size(max_bytes)} limit (max_response_bytes)"
+                        + (" after decompression" if encoded else ""),
+                        reason=FAIL_TOO_LARGE,
+                    )
+                chunks.append(chunk)
+            return Response(resp.status, resp.headers, b"".join(chunks))
+    except TransportError:
+        raise
+    except Exception as exc:  # translated below; anything else is re-raised untouched
+        translated = _translate(exc, where, cfg, https=target.scheme == "https")
+        if translated is None:
+            raise
+        raise translated from exc
+
+
+def _translate(
+    exc: BaseException, where: str, cfg: HTTPClientConfig, *, https: bool
+) -> TransportError | None:
+    """The TransportError for a third-party exception, or None for one that is not ours to translate."""
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError, and aiohttp's Server/ConnectionTimeoutError
+        return TransportError(
+            f"{where}: no complete answer within the timeout of {format_duration(cfg.timeout)}",
+            reason=FAIL_TIMEOUT,
+        )
+    tls_error = _tls_cause(exc)
+    if tls_error is not None:
+        return TransportError(redact(f"{where}: TLS failed: {_tls_reason(tls_error)}", cfg), reason=FAIL_TLS)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(
+            redact(f"{where}: the response body was cut short or malformed: {_first_line(exc)}", cfg),
+            reason=FAIL_BAD_RESPONSE,
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):  # not valid HTTP, or too many redirects
+        return TransportError(
+            redact(f"{where}: bad HTTP response: {exc.message}", cfg), reason=FAIL_BAD_RESPONSE
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError(
+            f"{where}: cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}",
+            reason=FAIL_UNREACHABLE,
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        hint = ""
+        if https and cfg.tls.cert_file is None:
+            # Go and nginx send a certificate_required alert (reported as tls above); Python's asyncio
+            # TLS servers just hang up after the handshake, which lands here.
+            hint = " (if it requires a client certificate, set tls.cert_file and tls.key_file)"
+        return TransportError(
+            f"{where}: the server closed the connection without answering{hint}", reason=FAIL_UNREACHABLE
+        )
+    if isinstance(exc, aiohttp.InvalidURL):
+        return TransportError(f"{where}: not a usable URL", reason=FAIL_UNREACHABLE)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return TransportError(redact(f"{where}: {_first_line(exc)}", cfg), reason=FAIL_UNREACHABLE)
+    return None
+
+
+def _tls_cause(exc: BaseException) -> BaseException | None:
+    """The ssl error behind `exc`, if any: aiohttp wraps it in several ways depending on when it hit."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        if isinstance(cur, ssl.SSLError | ssl.CertificateError | aiohttp.ClientSSLError):
+            return cur
+        os_error = getattr(cur, "os_error", None)
+        if isinstance(os_error, ssl.SSLError | ssl.CertificateError):
+            return os_error
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
+def _tls_reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        exc = exc.certificate_error
+    elif isinstance(exc, aiohttp.ClientSSLError) and isinstance(exc.os_error, ssl.SSLError):
+        exc = exc.os_error
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return (
+            f"certificate verification failed: {exc.verify_message} (check tls.ca_file and tls.server_name)"
+        )
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        hint = (
+            " (the server wants a client certificate: set tls.cert_file and tls.key_file)"
+            if ("CERTIFICATE_REQUIRED" in exc.reason)
+            else ""
+        )
+        return f"{exc.reason}{hint}"
+    return _first_line(exc)
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:  # (DNS errors have negative codes)
+        return os.strerror(exc.errno)  # asyncio's strerror is "Connect call failed (...)": say why instead
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+    return text[:300]

@@ -1,0 +1,335 @@
+"""Loki's push API body: a hand-written protobuf encoder/decoder for `PushRequest`, and the JSON form.
+
+API: https://grafana.com/docs/loki/latest/reference/loki-http-api/#ingest-logs
+Schema (package `logproto`): https://github.com/grafana/loki/blob/main/pkg/push/push.proto
+
+    PushRequest      { repeated StreamAdapter streams = 1; }
+    StreamAdapter    { string labels = 1; repeated EntryAdapter entries = 2; uint64 hash = 3; }
+    EntryAdapter     { google.protobuf.Timestamp timestamp = 1; string line = 2;
+                       repeated LabelPairAdapter structuredMetadata = 3; }
+    LabelPairAdapter { string name = 1; string value = 2; }
+    Timestamp        { int64 seconds = 1; int32 nanos = 2; }
+
+`StreamAdapter.labels` is the label set as LogQL text, `{app="api", cluster="a"}`; `hash` is left
+unset, as Promtail does. The protobuf body goes on the wire snappy-compressed in the *block* format
+with `Content-Type: application/x-protobuf`; the JSON body is
+`{"streams":[{"stream":{...},"values":[["<ns>","<line>",{<structured metadata>}]]}]}`.
+
+Structured metadata travels per entry (field 3, or the JSON third element): it never becomes a
+stream label, so it adds nothing to the central Loki's index.
+
+Queue payloads carry a one-byte tag naming their encoding (`PAYLOAD_PROTOBUF`, `PAYLOAD_JSON`), so a
+backlog written before `central.loki.encoding` changed is still sent with the right Content-Type.
+
+Lines are sent as UTF-8. A line holding lone surrogates (possible only when a server sent a `\\udXXX`
+JSON escape) has them replaced by U+FFFD, as Loki itself does with invalid UTF-8 on output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Final, Literal
+
+import cramjam
+
+from observe.model import Labels
+
+__all__ = [
+    "PAYLOAD_JSON",
+    "PAYLOAD_PROTOBUF",
+    "Entry",
+    "Stream",
+    "decode_payload",
+    "decode_push_json",
+    "decode_push_request",
+    "encode_payload",
+    "encode_push_json",
+    "encode_push_request",
+    "format_labels",
+    "parse_labels",
+    "payload_body",
+    "utf8",
+]
+
+Entry = tuple[int, str, Labels]
+"""One log entry: (timestamp in ns, line, structured metadata sorted by name). A tuple: the hot path."""
+Stream = tuple[Labels, Sequence[Entry]]
+"""A stream's labels (sorted by name) and its entries, in time order."""
+
+PAYLOAD_PROTOBUF: Final = 0x01
+PAYLOAD_JSON: Final = 0x02
+_CONTENT_TYPE: Final = {PAYLOAD_PROTOBUF: "application/x-protobuf", PAYLOAD_JSON: "application/json"}
+
+_UINT64: Final = 1 << 64
+_SMALL_VARINT: Final = [bytes((i,)) for i in range(0x80)]
+_WT_VARINT, _WT_I64, _WT_LEN, _WT_I32 = 0, 1, 2, 5
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += _UINT64
+    if n < 0x80:
+        return _SMALL_VARINT[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes of `text`; lone surrogates (not encodable) become U+FFFD instead of raising."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+
+
+def _quote(value: str) -> str:
+    # LogQL label values are Go-style double-quoted strings; these escapes are the ones its lexer knows.
+    return (
+        '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+    )
+
+
+def format_labels(labels: Labels) -> str:
+    """`{a="1", b="2"}`: the form Loki's `ParseLabels` reads and its own `String()` writes."""
+    return "{" + ", ".join(f"{name}={_quote(value)}" for name, value in labels) + "}"
+
+
+_UNESCAPE: Final = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t", "'": "'", "`": "`"}
+
+
+def parse_labels(text: str) -> Labels:
+    """Inverse of `format_labels` (`,` with or without a space); raises ValueError naming the position."""
+    s = text.strip()
+    if not s.startswith("{") or not s.endswith("}"):
+        raise ValueError(f"labels must be enclosed in braces: {text!r}")
+    pos, end = 1, len(s) - 1
+    out: list[tuple[str, str]] = []
+    while True:
+        while pos < end and s[pos] in " \t,":
+            pos += 1
+        if pos >= end:
+            break
+        eq = s.find("=", pos, end)
+        if eq < 0:
+            raise ValueError(f'expected name="value" at position {pos} of {text!r}')
+        name = s[pos:eq].strip()
+        pos = eq + 1
+        if pos >= end or s[pos] != '"':
+            raise ValueError(f"expected a double-quoted value at position {pos} of {text!r}")
+        pos += 1
+        chars: list[str] = []
+        while True:
+            if pos >= end:
+                raise ValueError(f"unterminated quoted value in {text!r}")
+            c = s[pos]
+            if c == '"':
+                pos += 1
+                break
+            if c == "\\":
+                if pos + 1 >= end or s[pos + 1] not in _UNESCAPE:
+                    raise ValueError(f"unsupported escape at position {pos} of {text!r}")
+                chars.append(_UNESCAPE[s[pos + 1]])
+                pos += 2
+                continue
+            chars.append(c)
+            pos += 1
+        out.append((name, "".join(chars)))
+    return tuple(sorted(out))
+
+
+# -- protobuf encoder --------------------------------------------------------------------------------
+
+
+def _len_field(tag: bytes, body: bytes) -> bytes:
+    return tag + _varint(len(body)) + body
+
+
+def _timestamp_field(ts_ns: int) -> bytes:
+    """EntryAdapter.timestamp (field 1): a google.protobuf.Timestamp; zero fields are omitted (proto3)."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    body = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+    return b"\x0a" + _SMALL_VARINT[len(body)] + body  # at most 1 + 10 + 1 + 5 bytes: a 1-byte length
+
+
+def _metadata_fields(metadata: Labels) -> bytes:
+    parts: list[bytes] = []
+    for name, value in metadata:
+        pair = _len_field(b"\x0a", utf8(name)) + _len_field(b"\x12", utf8(value))
+        parts.append(_len_field(b"\x1a", pair))
+    return b"".join(parts)
+
+
+def encode_stream(labels: Labels, entries: Iterable[Entry]) -> bytes:
+    """One `PushRequest.streams` field (tag, length, StreamAdapter)."""
+    parts: list[bytes] = [_len_field(b"\x0a", utf8(format_labels(labels)))]
+    for ts, line, metadata in entries:
+        body = _timestamp_field(ts) + _len_field(b"\x12", utf8(line))
+        if metadata:
+            body += _metadata_fields(metadata)
+        parts.append(b"\x12")
+        parts.append(_varint(len(body)))
+        parts.append(body)
+    return _len_field(b"\x0a", b"".join(parts))
+
+
+def encode_push_request(streams: Iterable[Stream]) -> bytes:
+    """An uncompressed PushRequest: repeated fields concatenate."""
+    return b"".join(encode_stream(labels, entries) for labels, entries in streams)
+
+
+def encode_push_json(streams: Iterable[Stream]) -> bytes:
+    """The JSON push body; structured metadata as the optional third element of a value."""
+    doc = {
+        "streams": [
+            {
+                "stream": dict(labels),
+                "values": [[str(ts), line, dict(md)] if md else [str(ts), line] for ts, line, md in entries],
+            }
+            for labels, entries in streams
+        ]
+    }
+    try:
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: \uXXXX escapes, which Loki's decoder turns into U+FFFD
+        return json.dumps(doc, separators=(",", ":")).encode("ascii")
+
+
+def encode_payload(streams: Iterable[Stream], encoding: Literal["protobuf", "json"] = "protobuf") -> bytes:
+    """A queue payload: the encoding tag, then the body exactly as it goes on the wire."""
+    if encoding == "json":
+        return bytes((PAYLOAD_JSON,)) + encode_push_json(streams)
+    raw = encode_push_request(streams)
+    return bytes((PAYLOAD_PROTOBUF,)) + bytes(cramjam.snappy.compress_raw(raw))
+
+
+def payload_body(payload: bytes) -> tuple[bytes, str]:
+    """(body, Content-Type) of a queue payload; raises ValueError for an unknown tag."""
+    if not payload or payload[0] not in _CONTENT_TYPE:
+        raise ValueError(f"not a Loki push payload (tag byte {payload[:1].hex() or 'missing'})")
+    return payload[1:], _CONTENT_TYPE[payload[0]]
+
+
+# -- decoders (the mirror of the encoders: tests and the local tooling) ----------------------------------
+
+
+def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError(f"truncated varint at byte {pos}")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise ValueError(f"varint longer than 10 bytes ending at byte {pos}")
+
+
+def _read_len(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    n, pos = _read_varint(buf, pos, end)
+    if pos + n > end:
+        raise ValueError(f"truncated field: {n} bytes declared at byte {pos}, {end - pos} left")
+    return pos, pos + n
+
+
+def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int, int]]:
+    """(field, wire type, start, stop) of each field; varints give their value in `start`."""
+    while pos < end:
+        key, pos = _read_varint(buf, pos, end)
+        field, wt = key >> 3, key & 7
+        if wt == _WT_VARINT:
+            value, pos = _read_varint(buf, pos, end)
+            yield field, wt, value, pos
+        elif wt == _WT_LEN:
+            start, pos = _read_len(buf, pos, end)
+            yield field, wt, start, pos
+        elif wt in (_WT_I64, _WT_I32):
+            start, pos = pos, pos + (8 if wt == _WT_I64 else 4)
+            if pos > end:
+                raise ValueError(f"truncated field {field} at byte {start}")
+            yield field, wt, start, pos
+        else:
+            raise ValueError(f"unsupported wire type {wt} for field {field} at byte {pos}")
+
+
+def _text(buf: bytes, start: int, stop: int) -> str:
+    return buf[start:stop].decode("utf-8", "replace")
+
+
+def _decode_entry(buf: bytes, pos: int, end: int) -> Entry:
+    ts = 0
+    line = ""
+    metadata: list[tuple[str, str]] = []
+    for field, wt, a, b in _fields(buf, pos, end):
+        if field == 1 and wt == _WT_LEN:
+            seconds = nanos = 0
+            for f2, wt2, v, _ in _fields(buf, a, b):
+                if f2 == 1 and wt2 == _WT_VARINT:
+                    seconds = v - _UINT64 if v >= 1 << 63 else v
+                elif f2 == 2 and wt2 == _WT_VARINT:
+                    nanos = v & 0xFFFFFFFF
+            ts = seconds * 1_000_000_000 + nanos
+        elif field == 2 and wt == _WT_LEN:
+            line = _text(buf, a, b)
+        elif field == 3 and wt == _WT_LEN:
+            name = value = ""
+            for f2, wt2, c, d in _fields(buf, a, b):
+                if f2 == 1 and wt2 == _WT_LEN:
+                    name = _text(buf, c, d)
+                elif f2 == 2 and wt2 == _WT_LEN:
+                    value = _text(buf, c, d)
+            metadata.append((name, value))
+    return ts, line, tuple(sorted(metadata))
+
+
+def decode_push_request(body: bytes) -> list[tuple[Labels, list[Entry]]]:
+    """Decode an uncompressed PushRequest; raises ValueError on malformed input or unparsable labels."""
+    buf = bytes(body)
+    out: list[tuple[Labels, list[Entry]]] = []
+    for field, wt, a, b in _fields(buf, 0, len(buf)):
+        if field != 1 or wt != _WT_LEN:
+            continue
+        labels: Labels = ()
+        entries: list[Entry] = []
+        for f2, wt2, c, d in _fields(buf, a, b):
+            if f2 == 1 and wt2 == _WT_LEN:
+                labels = parse_labels(_text(buf, c, d))
+            elif f2 == 2 and wt2 == _WT_LEN:
+                entries.append(_decode_entry(buf, c, d))
+        out.append((labels, entries))
+    return out
+
+
+def decode_push_json(body: bytes) -> list[tuple[Labels, list[Entry]]]:
+    """Decode a JSON push body; raises ValueError when it is not one."""
+    try:
+        doc = json.loads(body)
+        out: list[tuple[Labels, list[Entry]]] = []
+        for s in doc["streams"]:
+            entries: list[Entry] = []
+            for v in s["values"]:
+                md = tuple(sorted(v[2].items())) if len(v) > 2 and v[2] else ()
+                entries.append((int(v[0]), str(v[1]), md))
+            out.append((tuple(sorted(s["stream"].items())), entries))
+        return out
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"not a Loki JSON push body: {exc}") from exc
+
+
+def decode_payload(payload: bytes) -> list[tuple[Labels, list[Entry]]]:
+    """Decode a queue payload (tag byte, then the wire body) back into streams."""
+    body, content_type = payload_body(payload)
+    if content_type == "application/json":
+        return decode_push_json(body)
+    try:
+        raw = bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise ValueError(f"not a snappy block: {exc}") from exc
+    return decode_push_request(raw)
