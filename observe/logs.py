@@ -37,7 +37,7 @@ from observe.config import ClusterConfig, Config
 from observe.errors import ConfigError, QueueError, SourceError
 from observe.http import new_session, safe_url
 from observe.model import Labels
-from observe.protocol.loki_push import Entry, encode_payload
+from observe.protocol.loki_push import Entry, encode_payload, format_labels
 from observe.queue.durable import DurableQueue
 from observe.sinks.delivery import Delivery
 from observe.sinks.loki_push import LokiPushSink
@@ -415,5 +415,5 @@ def logs_delivery(
 
 
 def _show(labels: Labels) -> str:
-    text = "{" + ", ".join(f"{k}={v!r}" for k, v in labels) + "}"
+    text = format_labels(labels)
     return text if len(text) <= 300 else text[:297] + "..."

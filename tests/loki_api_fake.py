@@ -41,7 +41,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -300,12 +300,12 @@ class FakeLoki:
     def add(
         self,
         labels: dict[str, str],
-        entries: list[tuple[int, str] | tuple[int, str, dict[str, str]]],
+        entries: Sequence[tuple[int, str] | tuple[int, str, dict[str, str]]],
         tenant: str = "fake",
     ) -> None:
         """Seed data directly (no validation): `entries` are (ts_ns, line[, structured metadata])."""
         for e in entries:
-            md = tuple(sorted(e[2].items())) if len(e) > 2 else ()  # type: ignore[misc]
+            md = tuple(sorted(e[2].items())) if len(e) > 2 else ()
             self._store(tenant, tuple(sorted(labels.items())), e[0], e[1], md, window=False)
 
     def entries(self, tenant: str = "fake") -> list[StoredEntry]:

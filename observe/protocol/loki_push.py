@@ -67,10 +67,19 @@ _WT_VARINT, _WT_I64, _WT_LEN, _WT_I32 = 0, 1, 2, 5
 
 
 def _varint(n: int) -> bytes:
+    """Unsigned LEB128, unrolled for the sizes log entries use (lengths, nanoseconds, seconds): about
+    twice as fast as the loop, which is kept for the rest (and for negative int64s, as 10 bytes)."""
+    if n < 0x80:
+        if n >= 0:
+            return _SMALL_VARINT[n]
+    elif n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    elif n < 0x200000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
+    elif n < 0x10000000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, (n >> 14) & 0x7F | 0x80, n >> 21))
     if n < 0:
         n += _UINT64
-    if n < 0x80:
-        return _SMALL_VARINT[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -149,13 +158,6 @@ def _len_field(tag: bytes, body: bytes) -> bytes:
     return tag + _varint(len(body)) + body
 
 
-def _timestamp_field(ts_ns: int) -> bytes:
-    """EntryAdapter.timestamp (field 1): a google.protobuf.Timestamp; zero fields are omitted (proto3)."""
-    seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    body = (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
-    return b"\x0a" + _SMALL_VARINT[len(body)] + body  # at most 1 + 10 + 1 + 5 bytes: a 1-byte length
-
-
 def _metadata_fields(metadata: Labels) -> bytes:
     parts: list[bytes] = []
     for name, value in metadata:
@@ -165,16 +167,37 @@ def _metadata_fields(metadata: Labels) -> bytes:
 
 
 def encode_stream(labels: Labels, entries: Iterable[Entry]) -> bytes:
-    """One `PushRequest.streams` field (tag, length, StreamAdapter)."""
-    parts: list[bytes] = [_len_field(b"\x0a", utf8(format_labels(labels)))]
+    """One `PushRequest.streams` field (tag, length, StreamAdapter).
+
+    The hot path of the logs sink (a page is 5,000 entries): every piece is appended to one list and
+    joined once, lengths are summed instead of measured on concatenations, and the seconds half of the
+    timestamp is reused while it repeats. Measured with `python -m observe.protocol.loki_push`.
+    """
+    label_bytes = utf8(format_labels(labels))
+    parts: list[bytes] = [b"", b"\x0a", _varint(len(label_bytes)), label_bytes]
+    size = 1 + len(parts[2]) + len(label_bytes)
+    last_sec = -1
+    sec_field = b""
+    small = _SMALL_VARINT
     for ts, line, metadata in entries:
-        body = _timestamp_field(ts) + _len_field(b"\x12", utf8(line))
+        sec, nanos = divmod(ts, 1_000_000_000)
+        if sec != last_sec:  # Timestamp.seconds (field 1), omitted when 0 (proto3 default)
+            last_sec = sec
+            sec_field = b"\x08" + _varint(sec) if sec else b""
+        ts_body = sec_field + b"\x10" + _varint(nanos) if nanos else sec_field
+        line_bytes = utf8(line)
+        line_len = _varint(len(line_bytes))
+        body_len = 2 + len(ts_body) + 1 + len(line_len) + len(line_bytes)  # ts: tag + 1-byte length (<= 17)
         if metadata:
-            body += _metadata_fields(metadata)
-        parts.append(b"\x12")
-        parts.append(_varint(len(body)))
-        parts.append(body)
-    return _len_field(b"\x0a", b"".join(parts))
+            md_bytes = _metadata_fields(metadata)
+            body_len += len(md_bytes)
+        entry_len = _varint(body_len)
+        parts += (b"\x12", entry_len, b"\x0a", small[len(ts_body)], ts_body, b"\x12", line_len, line_bytes)
+        if metadata:
+            parts.append(md_bytes)
+        size += 1 + len(entry_len) + body_len
+    parts[0] = b"\x0a" + _varint(size)
+    return b"".join(parts)
 
 
 def encode_push_request(streams: Iterable[Stream]) -> bytes:
@@ -333,3 +356,47 @@ def decode_payload(payload: bytes) -> list[tuple[Labels, list[Entry]]]:
     except cramjam.DecompressionError as exc:
         raise ValueError(f"not a snappy block: {exc}") from exc
     return decode_push_request(raw)
+
+
+# -- benchmark -------------------------------------------------------------------------------------
+
+
+def _bench(n: int = 5000, rounds: int = 20) -> float:
+    """Entries/s of `encode_payload` (protobuf + snappy) for one page of Kubernetes-like lines of mixed
+    length in 20 streams (best of `rounds`); run as `python -m observe.protocol.loki_push`."""
+    import random
+    import time
+
+    rng = random.Random(1)
+    words = [
+        "GET",
+        "POST",
+        "/api/v1/items",
+        "200",
+        "404",
+        "level=info",
+        "msg=served",
+        "trace_id=4bf92f3577b3",
+    ]
+    streams: dict[Labels, list[Entry]] = {}
+    for i in range(n):
+        labels = (
+            ("cluster", "prod-eu-1"),
+            ("container", "app"),
+            ("namespace", f"team-{i % 5}"),
+            ("pod", f"app-{i % 20}"),
+        )
+        line = "ts=2024-05-01T12:00:00.123Z " + " ".join(
+            rng.choice(words) for _ in range(rng.choice((4, 10, 30, 60)))
+        )
+        streams.setdefault(labels, []).append((1_714_564_800_000_000_000 + i * 1_234, line, ()))
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        encode_payload(streams.items())
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+if __name__ == "__main__":
+    print(f"encode_payload: {_bench():,.0f} entries/s (one 5,000-entry page, protobuf + snappy, best of 20)")

@@ -33,7 +33,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final, Literal
@@ -224,7 +224,7 @@ class LokiSource:
         return out
 
     # -- pagination -----------------------------------------------------------------------------------------
-    async def pages(self, selector: str, cursor: Cursor, end_ns: int) -> AsyncIterator[Page]:
+    async def pages(self, selector: str, cursor: Cursor, end_ns: int) -> AsyncGenerator[Page, None]:
         """Pages of entries after `cursor` up to `end_ns` (exclusive), by the rule in the module docstring.
 
         Lazy: the next request is made only when the consumer asks for the next page, so it has saved

@@ -168,7 +168,8 @@ def test_failover_drill(tmp_path: Path) -> None:
             )
             resolved = time.monotonic() - t1
             assert by_cluster(am_alerts(am), "beta") == []
-            print(f"\nfailover drill: detection {detected:.1f}s, resolution {resolved:.1f}s")
+            first = sorted(a["labels"]["alertname"] for a in down)
+            print(f"\nfailover drill: detection {detected:.1f}s ({first}), resolution {resolved:.1f}s")
             assert detected < 30
         finally:
             if collector is not None:

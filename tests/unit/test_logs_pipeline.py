@@ -292,7 +292,9 @@ async def test_a_throttled_loki_stops_the_cycle_and_keeps_the_cursor(
 async def test_back_pressure_pauses_pulling_while_the_queue_is_half_full(
     tmp_path: Path, loki: FakeLoki, session: aiohttp.ClientSession
 ) -> None:
-    lines = [f"{i:04} " + hashlib.sha256(str(i).encode()).hexdigest() * 4 for i in range(2000)]  # incompressible
+    lines = [
+        f"{i:04} " + hashlib.sha256(str(i).encode()).hexdigest() * 4 for i in range(2000)
+    ]  # incompressible
     loki.add({"job": "app"}, [(T0 + i, line) for i, line in enumerate(lines)])
     rig = Rig(_config(tmp_path, loki, logs={"page_limit": 100}), session, queue_bytes=256 * 1024)
     first = await rig.pipeline.cycle()

@@ -6,8 +6,9 @@
     logs       Logs: volume by cluster and level, top error lines, free-text search
     collector  The collector itself: pulls, throughput, queue, sends, drops, collisions
 
-Each module builds one dashboard with the small vocabulary in `panels.py` (on grafana-foundation-sdk);
-uids are fixed in `observe.generate.links`. `write_dashboards` renders JSON with sorted keys (stable,
+Each module builds one dashboard from the small panel vocabulary in `panels.py` (on
+grafana-foundation-sdk), the frame in `board.py` (layout, variables, links) and the shared PromQL in
+`signals.py`; uids are fixed in `observe.generate.links`. `write_dashboards` renders JSON with sorted keys (stable,
 diffable: `dashboards/` in the repo is this output for deploy/observe.example.yaml), and
 `upload_dashboards` puts the files into Grafana through its HTTP API.
 """

@@ -8,6 +8,14 @@ from grafana_foundation_sdk.builders import dashboard as sdk
 from grafana_foundation_sdk.models import dashboard as model
 
 from observe.generate.dashboards import signals as sig
+from observe.generate.dashboards.board import (
+    Grid,
+    custom_variable,
+    dashboard,
+    datasource_variable,
+    query_variable,
+    textbox_variable,
+)
 from observe.generate.dashboards.fleet import REPORTING_MAP
 from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
@@ -18,19 +26,13 @@ from observe.generate.dashboards.panels import (
     PROM_VAR,
     WARN,
     ColumnStyle,
-    Grid,
-    custom_variable,
-    dashboard,
-    datasource_variable,
     explore_url,
     logql,
     logs,
     prom,
-    query_variable,
     stat,
     steps,
     table,
-    textbox_variable,
     timeseries,
     value_text,
 )

@@ -9,6 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from observe.generate.dashboards import signals as sig
+from observe.generate.dashboards.board import (
+    Grid,
+    custom_variable,
+    dashboard,
+    datasource_variable,
+)
 from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
     BAD,
@@ -17,10 +23,6 @@ from observe.generate.dashboards.panels import (
     PROM_VAR,
     WARN,
     Column,
-    Grid,
-    custom_variable,
-    dashboard,
-    datasource_variable,
     key_table,
     prom,
     steps,

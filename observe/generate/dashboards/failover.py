@@ -13,6 +13,12 @@ from typing import Any
 from grafana_foundation_sdk.models import dashboard as model
 
 from observe.generate.dashboards import signals as sig
+from observe.generate.dashboards.board import (
+    Grid,
+    custom_variable,
+    dashboard,
+    datasource_variable,
+)
 from observe.generate.dashboards.fleet import detail_link
 from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
@@ -22,10 +28,6 @@ from observe.generate.dashboards.panels import (
     PROM_VAR,
     WARN,
     Column,
-    Grid,
-    custom_variable,
-    dashboard,
-    datasource_variable,
     key_table,
     prom,
     steps,

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from observe.generate.dashboards import signals as sig
+from observe.generate.dashboards.board import (
+    Grid,
+    custom_variable,
+    dashboard,
+    datasource_variable,
+)
 from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
     BAD,
@@ -14,12 +20,8 @@ from observe.generate.dashboards.panels import (
     PROM_VAR,
     WARN,
     Column,
-    Grid,
     Link,
-    custom_variable,
-    dashboard,
     dashboard_link_url,
-    datasource_variable,
     key_table,
     prom,
     stat,

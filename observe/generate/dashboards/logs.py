@@ -12,19 +12,21 @@ from typing import Any
 from grafana_foundation_sdk.models import dashboard as model
 
 from observe.generate.dashboards import signals as sig
+from observe.generate.dashboards.board import (
+    Grid,
+    custom_variable,
+    dashboard,
+    datasource_variable,
+    textbox_variable,
+)
 from observe.generate.dashboards.fleet import detail_link
 from observe.generate.dashboards.panels import (
     LOKI_VAR,
     PROM_VAR,
     ColumnStyle,
-    Grid,
-    custom_variable,
-    dashboard,
-    datasource_variable,
     logql,
     logs,
     table,
-    textbox_variable,
     timeseries,
 )
 from observe.generate.dashboards.signals import Scope
