@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
-    console = Console(stderr=False)
+    # Piped output (CI logs, `| less`) gets a wide fixed width: rich's 80-column default truncates tables.
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
     try:
         if args.command == "run":
