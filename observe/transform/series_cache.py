@@ -16,8 +16,9 @@ Not thread-safe: each cluster's cache is used by one task at a time (the cluster
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from observe.protocol.remote_write import (
     append_series,
@@ -34,6 +35,25 @@ from observe.transform.normalize import Normalizer
 #   [1] timestamp (ms) of the last sample taken, to skip a sample the source has not renewed
 #   [2] number of the last cycle the series was seen in
 _LABELS, _LAST_TS, _SEEN = 0, 1, 2
+
+
+# Lines are split 1 MiB at a time: a list of all 100k lines of a body would hold another ~35 MiB per
+# cluster at the peak, for no speed gain over splitting slices (one extra copy of the slice, ~2%).
+_SLICE_CHARS: Final = 1 << 20
+
+
+def _numbered_lines(body: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) of every line, without materialising them all at once."""
+    lineno = 0
+    pos, end_of_body = 0, len(body)
+    while pos < end_of_body:
+        end = body.find("\n", pos + _SLICE_CHARS)
+        if end < 0:
+            end = end_of_body
+        for line in body[pos:end].split("\n"):
+            lineno += 1
+            yield lineno, line
+        pos = end + 1
 
 
 def _value(text: str) -> float:
@@ -93,7 +113,7 @@ class SeriesCache:
         parts: list[bytes] = []  # pieces of the request being built: one join per request, not per series
         in_request = 0
         series = unchanged = dropped = bad = 0
-        for lineno, line in enumerate(body.split("\n"), 1):
+        for lineno, line in _numbered_lines(body):
             if not line or line[0] == "#":
                 continue
             # Hot path: federation writes `series value timestamp` with single spaces, and a cache hit

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from observe.model import STALE_NAN_BITS
 from observe.protocol.remote_write import decode_write_request, decompress
+from observe.transform import series_cache
 from observe.transform.normalize import Normalizer
 from observe.transform.relabel import RelabelConfig, Relabeler
 from observe.transform.series_cache import CycleBatch, SeriesCache
@@ -136,3 +139,13 @@ def test_missing_timestamp_takes_the_pull_time_and_odd_spacing_takes_the_careful
     got = decoded(cache.process(body, now_ms=1700000009000))
     values = {dict(labels)["__name__"]: samples for labels, samples in got.items()}
     assert values == {"no_ts": [(5.0, 1700000009000)], "spaced": [(7.0, 1700000000000)]}
+
+
+def test_slicing_the_body_loses_no_line_at_any_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    whole, _, _ = make()
+    expected = decoded(whole.process(BODY, now_ms=1700000001000))
+    for size in range(1, len(BODY) + 2, 7):
+        monkeypatch.setattr(series_cache, "_SLICE_CHARS", size)
+        cache, _, bad = make()
+        batch = cache.process(BODY, now_ms=1700000001000)
+        assert decoded(batch) == expected and not bad, size
