@@ -49,6 +49,9 @@ __all__ = [
     "encode_series_samples",
     "encode_stale_series",
     "encode_write_request",
+    "pack_double",
+    "sample_frame",
+    "series_prefix",
 ]
 
 _DOUBLE: Final = struct.Struct("<d")
@@ -177,21 +180,27 @@ def encode_series(label_bytes: bytes, value: float, timestamp_ms: int) -> bytes:
     )
 
 
-def append_series(parts: list[bytes], label_bytes: bytes, value: float, timestamp_ms: int) -> None:
-    """`encode_series`, but extending `parts` for one `b"".join` per request instead of one per series.
+def sample_frame(timestamp_ms: int) -> tuple[bytes, bytes, int]:
+    """The bytes around a Sample's double for this timestamp: (before, after, whole sample field length).
 
-    With it a warm federation cycle went from 2.6 to 2.1 µs per sample (`python -m bench.hot_path`): no
-    intermediate bytes object is made per series.
+    For callers that keep a series' head and labels as one prefix (see `series_prefix`): a series is
+    then `prefix + before + <8-byte double> + after`, four pieces for one join per request.
     """
-    frame = _frame_cache.get(timestamp_ms) or _sample_frame(timestamp_ms)
-    body_len = len(label_bytes) + frame[2]
-    parts += (
-        _SERIES_HEAD[body_len] if body_len < 4096 else _series_head(body_len),
-        label_bytes,
-        frame[0],
-        _pack_double(value),
-        frame[1],
-    )
+    return _frame_cache.get(timestamp_ms) or _sample_frame(timestamp_ms)
+
+
+def series_prefix(label_bytes: bytes, frame_len: int) -> bytes:
+    """The `timeseries` field's tag and length plus the labels, for a sample field of `frame_len` bytes.
+
+    The length depends on the timestamp's varint size only, which is the same (6 bytes) for every
+    millisecond timestamp from 2001 to 2286, so a cached prefix stays valid from cycle to cycle.
+    """
+    return _series_head(len(label_bytes) + frame_len) + label_bytes
+
+
+def pack_double(value: float) -> bytes:
+    """A Sample value as its 8 little-endian bytes."""
+    return _pack_double(value)
 
 
 def encode_stale_series(label_bytes: bytes, timestamp_ms: int) -> bytes:

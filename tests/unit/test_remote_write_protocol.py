@@ -295,5 +295,16 @@ def test_public_names() -> None:
             "encode_series_samples",
             "encode_stale_series",
             "encode_write_request",
+            "pack_double",
+            "sample_frame",
+            "series_prefix",
         ]
     )
+
+
+def test_prefix_and_frame_pieces_make_the_same_bytes_as_encode_series() -> None:
+    labels = rw.encode_labels([("__name__", "up"), ("cluster", "a"), ("job", "node")])
+    for ts in (0, 1, 1_700_000_000_000, -5, 2**62):
+        before, after, frame_len = rw.sample_frame(ts)
+        pieces = rw.series_prefix(labels, frame_len) + before + rw.pack_double(2.5) + after
+        assert pieces == rw.encode_series(labels, 2.5, ts)
