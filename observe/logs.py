@@ -24,6 +24,7 @@ newest: `entry too far behind`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -115,9 +116,8 @@ class LogsPipeline:
         assert cluster.loki is not None
         self.name = cluster.name
         self.logs = cfg.logs
-        self.selectors = list(
-            dict.fromkeys(cluster.loki.selectors)
-        )  # a repeated selector would share a cursor
+        # a selector given twice would share one cursor: keep it once
+        self.selectors = list(dict.fromkeys(cluster.loki.selectors))
         self.source = source
         self.normalizer = normalizer
         self.queue = queue
@@ -128,11 +128,11 @@ class LogsPipeline:
         self.budget = cfg.interval  # a cycle returns after this long, so /status and the lag stay fresh
         self.last = LogsCycle()
         self._cursor: dict[str, Cursor] = {}
-        self._streams: dict[
-            Labels, object
-        ] = {}  # source labels -> normalized Labels, _DROPPED, or a str problem
+        # source labels -> their normalized Labels, _DROPPED, or a str naming the broken limit
+        self._streams: dict[Labels, object] = {}
         self._reported: set[Labels] = set()
         self._in_backpressure = False
+        self._turn = 0  # which selector goes first: rotates, so one selector's backlog cannot starve the rest
 
     # -- the cycle ------------------------------------------------------------------------------------------
     async def cycle(self) -> LogsCycle:
@@ -140,9 +140,11 @@ class LogsPipeline:
         started = time.monotonic()
         end_ns = int((self.clock() - self.logs.safety_lag) * NS)
         result = LogsCycle()
+        first = self._turn % len(self.selectors)
+        self._turn += 1
         try:
-            for selector in self.selectors:
-                if time.monotonic() - started > self.budget or self._backpressure(result):
+            for i, selector in enumerate(self.selectors[first:] + self.selectors[:first]):
+                if (i and time.monotonic() - started > self.budget) or self._backpressure(result):
                     break
                 try:
                     await self._pull(selector, end_ns, started, result)
@@ -183,18 +185,21 @@ class LogsPipeline:
 
     async def _pull(self, selector: str, end_ns: int, started: float, result: LogsCycle) -> None:
         cursor = self._load(selector)
-        async for page in self.source.pages(selector, cursor, end_ns):
-            self._enqueue(page)
-            self.cursors.save(selector, page.cursor)  # after the append returned: never ahead of the queue
-            self._cursor[selector] = page.cursor
-            result.pages += 1
-            result.entries += len(page.entries)
-            result.body_bytes += page.body_bytes
-            self.telemetry.logs_pulled(self.name, entries=len(page.entries), body_bytes=page.body_bytes)
-            if page.gaps:
-                self.telemetry.log_pagination_gap(self.name, page.gaps)
-            if time.monotonic() - started > self.budget or self._backpressure(result):
-                return  # the generator is dropped here; the saved cursor is where the next cycle resumes
+        async with contextlib.aclosing(self.source.pages(selector, cursor, end_ns)) as pages:
+            async for page in pages:
+                self._enqueue(page)
+                self.cursors.save(
+                    selector, page.cursor
+                )  # after the append returned: never ahead of the queue
+                self._cursor[selector] = page.cursor
+                result.pages += 1
+                result.entries += len(page.entries)
+                result.body_bytes += page.body_bytes
+                self.telemetry.logs_pulled(self.name, entries=len(page.entries), body_bytes=page.body_bytes)
+                if page.gaps:
+                    self.telemetry.log_pagination_gap(self.name, page.gaps)
+                if time.monotonic() - started > self.budget or self._backpressure(result):
+                    return  # the saved cursor is where the next cycle resumes
 
     def _load(self, selector: str) -> Cursor:
         cursor = self._cursor.get(selector) or self.cursors.load(selector)

@@ -26,6 +26,7 @@ Behaviour, each as Loki documents it:
 - Errors are plain text. With `auth_enabled`, a request without `X-Scope-OrgID` gets 401 `no org id`;
   without it, every request is tenant `fake`. `allowed_tenants` imitates a gateway refusing a tenant (401).
 - `push_429_rate` answers that share of pushes with 429 and Loki's rate-limit text (seeded, repeatable);
+  `max_query_length` (721h) bounds end - start (400 `the query time range exceeds the limit`).
   `push_429_next` / `query_429_next` answer the next N requests with 429; `push_script` / `query_script`
   queue canned replies (status, body, content type) for the bad-input tests.
 - `loki3_ingest` adds Loki 3.x's ingest-time `service_name` stream label and `detected_level` metadata.
@@ -243,6 +244,7 @@ class FakeLoki:
     push_429_rate: float = 0.0
     push_429_next: int = 0
     query_429_next: int = 0
+    max_query_length: float = 721 * 3600.0
     push_delay: float = 0.0  # seconds before answering each push: a slow (far away, loaded) centre
     query_always: Reply | None = None  # answer every query with this (a broken Loki or proxy)
     loki3_ingest: bool = False
@@ -406,6 +408,12 @@ class FakeLoki:
             return _text(400, str(exc))
         if end < start:
             return _text(400, "end timestamp must not be before or equal to start time")
+        if end - start > self.max_query_length * NS:
+            return _text(
+                400,
+                f"the query time range exceeds the limit (query length: {_go_duration(end - start)}, "
+                f"limit: {_go_duration(int(self.max_query_length * NS))})",
+            )
         direction = p.get("direction", "backward").lower()
         if direction not in ("forward", "backward"):
             return _text(400, f"invalid direction {direction!r}")
@@ -668,3 +676,9 @@ class LokiThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+def _go_duration(ns: int) -> str:
+    h, rest = divmod(ns, 3600 * NS)
+    m, rest = divmod(rest, 60 * NS)
+    return f"{h}h{m}m{rest / NS:g}s"

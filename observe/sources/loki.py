@@ -21,7 +21,9 @@ The pagination rule (`LokiSource.pages`):
    overlap they hold all of it. If not (more than two pages in one nanosecond), it is read stream by
    stream (streams listed with `/loki/api/v1/series`, each selected exactly). Only a single stream with
    more than two pages of entries in one nanosecond cannot be read whole; that is counted and logged.
-A query range never exceeds `MAX_QUERY_WINDOW`, under Loki's `max_query_length` (721h by default).
+A query range never exceeds `MAX_QUERY_WINDOW`, under Loki's `max_query_length` (721h by default); a
+Loki configured with less says so with a 400 (`the query time range exceeds the limit`), and the window
+is halved until it fits.
 
 Errors: 429 and 5xx and transport errors raise SourceError (the cycle stops, the cursors stay, the next
 cycle retries); 401/403 SourceError(auth); a 400 about the query is a ConfigError naming the selector.
@@ -71,6 +73,8 @@ _ERROR_CHARS: Final = 300
 _LIMIT_400 = re.compile(
     r"max entries limit per query exceeded, limit > max_entries_limit_per_query \((\d+) > (\d+)\)"
 )
+_RANGE_400: Final = "the query time range exceeds the limit"
+_MIN_WINDOW: Final = 60 * NS
 _CATEGORIZE: Final = "categorize-labels"
 _HEADERS: Final = {"X-Loki-Response-Encoding-Flags": _CATEGORIZE, "Accept": "application/json"}
 
@@ -95,6 +99,10 @@ class LokiProbe:
     ok: bool
     entries_last_minute: int = 0
     error: str | None = None
+
+
+class _RangeTooLong(Exception):
+    """Loki's `max_query_length` is shorter than our query window."""
 
 
 class _LimitTooHigh(Exception):
@@ -141,6 +149,7 @@ class LokiSource:
         self.limit = page_limit  # lowered when the server says its cap is lower or a page is too big
         # Rule 3 reads one nanosecond with the largest page Loki allows (its default cap until it says less).
         self.ns_limit = max(page_limit, DEFAULT_SERVER_CAP)
+        self.window = MAX_QUERY_WINDOW  # halved when Loki's max_query_length is shorter
         self._base = cfg.url.rstrip("/")
         self._headers = dict(_HEADERS)
         if cfg.tenant:
@@ -160,8 +169,12 @@ class LokiSource:
             "direction": direction,
         }
         resp = await self._get("/loki/api/v1/query_range", params, selector)
-        if resp.status == 400 and (m := _LIMIT_400.search(resp.body.decode("utf-8", "replace"))):
-            raise _LimitTooHigh(int(m.group(2)))
+        if resp.status == 400:
+            text = resp.body.decode("utf-8", "replace")
+            if m := _LIMIT_400.search(text):
+                raise _LimitTooHigh(int(m.group(2)))
+            if _RANGE_400 in text and end_ns - start_ns > _MIN_WINDOW:
+                raise _RangeTooLong()
         self._check(resp, selector)
         data = self._json_data(resp, "query_range")
         if (
@@ -232,8 +245,16 @@ class LokiSource:
         """
         cur = cursor
         while cur.start_ns < end_ns:
-            window_end = min(end_ns, cur.start_ns + MAX_QUERY_WINDOW)
-            raw, used, nbytes = await self._query_adaptive(selector, cur.start_ns, window_end, "forward")
+            window_end = min(end_ns, cur.start_ns + self.window)
+            try:
+                raw, used, nbytes = await self._query_adaptive(selector, cur.start_ns, window_end, "forward")
+            except _RangeTooLong:
+                self.window = max(_MIN_WINDOW, min(self.window, window_end - cur.start_ns) // 2)
+                log.warning(
+                    "loki query window lowered: this Loki's max_query_length is shorter",
+                    extra={"cluster": self.cluster, "window_seconds": self.window // NS},
+                )
+                continue
             fresh = [
                 e for e in raw if e[0] != cur.start_ns or entry_key(e[1], e[0], e[2], e[3]) not in cur.seen
             ]

@@ -96,6 +96,7 @@ def test_bad_inputs_fail_alone_with_clear_errors_against_fake_lokis(tmp_path: Pa
             for name, fake in fakes.items()
         ]  # fmt: skip
         doc = logs_config(tmp_path / "data", clusters, central.push_url, max_line_bytes="1KiB")
+        doc["interval"] = "20s"  # one --once cycle may read for one interval: all of it here
         cfg = write_config(tmp_path / "observe.yaml", doc)
         done = run_once(cfg, extra=("--log-format", "json"), timeout=120)
         assert done.returncode == 1, done.stdout + done.stderr  # some clusters failed: the run says so

@@ -119,9 +119,9 @@ def test_10000_entries_in_one_nanosecond_and_identical_lines_arrive_once_via_fak
             key = tuple(sorted(labels.items()))
             source += [(ts, key, line, ()) for ts, line in rows]
         clusters = [loki_cluster("alpha", src, ['{job="app"}'])]
-        cfg = write_config(
-            tmp_path / "observe.yaml", logs_config(tmp_path / "data", clusters, central.push_url)
-        )
+        doc = logs_config(tmp_path / "data", clusters, central.push_url)
+        doc["interval"] = "20s"  # --once runs one cycle, which may read for one interval: all of it here
+        cfg = write_config(tmp_path / "observe.yaml", doc)
         done = run_once(cfg, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         got = Counter(central_fleet_entries(loop, central))

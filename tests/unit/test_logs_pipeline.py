@@ -333,3 +333,18 @@ async def test_payloads_are_batched_by_bytes_with_each_stream_in_time_order(
         assert ts == sorted(ts) and len(ts) == 200
     assert sum(r.count for r in records) == 400
     rig.close()
+
+
+async def test_selectors_take_turns_so_one_backlog_cannot_starve_another(
+    tmp_path: Path, loki: FakeLoki, session: aiohttp.ClientSession
+) -> None:
+    loki.add({"job": "big"}, [(T0 + i, f"big {i}") for i in range(50)])
+    loki.add({"job": "small"}, [(T0, "small one")])
+    rig = Rig(
+        _config(tmp_path, loki, selectors=['{job="big"}', '{job="small"}'], logs={"page_limit": 5}), session
+    )
+    rig.pipeline.budget = 0.0  # every cycle stops after its first page
+    await rig.pipeline.cycle()
+    await rig.pipeline.cycle()
+    assert "small one" in [e[2] for e in rig.queued()]
+    rig.close()

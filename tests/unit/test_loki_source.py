@@ -176,6 +176,17 @@ async def test_fake_loki_cap_400_lowers_the_page_size_instead_of_looping(
     assert len(loki.query_log) == 1 + 3  # one refused request, then three pages
 
 
+async def test_fake_loki_shorter_max_query_length_narrows_the_window(
+    loki: FakeLoki, session: aiohttp.ClientSession
+) -> None:
+    loki.max_query_length = 600.0  # 10 minutes; our first window is 24h
+    loki.add({"job": "app"}, [(T0 + i * 60 * NS, f"minute {i}") for i in range(45)])
+    source = _source(loki, session)
+    got, cursor, _, _ = await _drain(source, Cursor(T0))
+    assert [e[2] for e in got] == [f"minute {i}" for i in range(45)]
+    assert source.window <= 600 * NS and cursor == Cursor(END)
+
+
 async def test_fake_loki_bad_selector_is_a_config_error_naming_it(
     loki: FakeLoki, session: aiohttp.ClientSession
 ) -> None:
