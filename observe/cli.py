@@ -115,6 +115,17 @@ def _run(cfg: Config, *, once: bool, console: Console) -> int:
                 f"{c.duration:.2f}", c.error or "",
             )  # fmt: skip
         console.print(table)
+        if report.logs:
+            logs = Table(title="logs")
+            for col in ("cluster", "up", "entries", "pages", "lag s", "seconds", "error"):
+                logs.add_column(col)
+            for name, lc in report.logs.items():
+                lag = "" if lc.lag_seconds is None else f"{lc.lag_seconds:.0f}"
+                logs.add_row(
+                    name, "yes" if lc.ok else "[red]no[/]", str(lc.entries), str(lc.pages), lag,
+                    f"{lc.duration:.2f}", lc.error or "",
+                )  # fmt: skip
+            console.print(logs)
         left = {k: v for k, v in report.undelivered.items() if v}
         if left:
             console.print(f"[red]undelivered records left in the queue:[/] {left}")

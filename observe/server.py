@@ -49,6 +49,8 @@ def status_document(collector: Collector) -> dict[str, Any]:
                 "pull_seconds": round(last.duration, 3),
             },
         }
+    for name, lc in collector.logs.items():
+        clusters.setdefault(name, {})["loki"] = lc.status()
     queues: dict[str, Any] = {}
     for name, pipe in collector.pipes.items():
         st = pipe.queue.stats()
@@ -58,11 +60,13 @@ def status_document(collector: Collector) -> dict[str, Any]:
             "oldest_age_seconds": round(now - st.oldest_created, 3) if st.oldest_created else 0.0,
         }
     rw = collector.cfg.central.remote_write
+    loki = collector.cfg.central.loki
     return {
         "version": __version__,
         "started_at": collector.started_at,
         "ready": collector.ready,
         "sink": {"kind": "remote_write", "url": redact_url(rw.url)} if rw else {"kind": "local_store"},
+        "logs_sink": {"kind": "loki_push", "url": redact_url(loki.url)} if loki else None,
         "clusters": clusters,
         "queues": queues,
     }

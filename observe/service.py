@@ -247,9 +247,7 @@ class Collector:
     def _start_logs(self) -> None:
         """Per cluster with a Loki: pipeline -> queue (data_dir/queue/<cluster>/logs) -> central Loki."""
         central = self.cfg.central.loki
-        if central is None:
-            if any(c.loki for c in self.cfg.clusters):
-                log.warning("clusters name a loki but central.loki is not set: their logs are not collected")
+        if central is None:  # the config loader refuses a cluster's loki without central.loki
             return
         self._loki_session = new_session(central)
         for c in self.cfg.clusters:
@@ -297,7 +295,10 @@ class Collector:
             await server.start(*self.cfg.listen_host_port())
             self._http = server
         self.ready = True
-        log.info("collector started", extra={"clusters": len(self.clusters), "sink": sink_name})
+        log.info(
+            "collector started",
+            extra={"metrics_clusters": len(self.clusters), "logs_clusters": len(self.logs), "sink": sink_name},
+        )
 
     def refresh_gauges(self) -> None:
         """Queue gauges from the queues' live state: right at scrape time, not as of the last send."""
