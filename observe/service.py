@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from observe.config import ClusterConfig, Config
-from observe.errors import SourceError
+from observe.errors import QueueError, SourceError
 from observe.http import new_session
 from observe.logs import ClusterLogs, LogsCycle, logs_delivery, open_logs_queue
 from observe.queue.durable import DurableQueue
@@ -35,7 +35,7 @@ from observe.sinks import Sink
 from observe.sinks.delivery import Delivery
 from observe.sinks.remote_write import RemoteWriteSink
 from observe.sources.prometheus_federate import PrometheusFederateSource
-from observe.telemetry import DROP_CORRUPT, Telemetry
+from observe.telemetry import DROP_CORRUPT, DROP_QUEUE_ERROR, Telemetry
 from observe.transform.normalize import Normalizer
 from observe.transform.relabel import Relabeler
 from observe.transform.series_cache import SeriesCache
@@ -175,7 +175,13 @@ class ClusterMetrics:
         return self.last
 
     def _enqueue(self, payloads: list[tuple[bytes, int]]) -> None:
-        _append(self.pipe.queue, payloads)
+        try:
+            _append(self.pipe.queue, payloads)
+        except QueueError as exc:
+            # The disk refused (full with nothing older to give up, I/O error): this cycle's samples are
+            # lost, counted and said once per cycle; the next cycle tries again.
+            count = sum(n for _, n in payloads)
+            self.telemetry.dropped(self.name, METRICS, DROP_QUEUE_ERROR, count, detail=str(exc))
 
     async def close(self) -> None:
         await self.session.close()
@@ -287,7 +293,7 @@ class Collector:
                 else 50_000,
             )
         for pipe in self.pipes.values():
-            pipe.task = asyncio.create_task(pipe.delivery.run(self._stop_deliveries))
+            pipe.task = asyncio.create_task(self._supervise(pipe))
         if self.serve_http:
             from observe.server import StatusServer
 
@@ -380,6 +386,23 @@ class Collector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.cfg.interval)
             self._ship_self_metrics()
+
+    async def _supervise(self, pipe: _Pipe) -> None:
+        """Keep a delivery running: a QueueError (disk trouble) ends `run()`; start it again once the
+        disk may have recovered, instead of leaving the queue undrained until a restart."""
+        backoff = 1.0
+        while not self._stop_deliveries.is_set():
+            try:
+                await pipe.delivery.run(self._stop_deliveries)
+                return
+            except QueueError as exc:
+                log.error(
+                    "delivery stopped by a queue error; restarting it",
+                    extra={"queue": str(pipe.queue.directory), "error": str(exc), "retry_in": backoff},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_deliveries.wait(), backoff)
+            backoff = min(backoff * 2, 60.0)
 
     async def _flush(self) -> None:
         deadline = time.monotonic() + self.cfg.shutdown_timeout

@@ -26,6 +26,7 @@ DROP_TOO_OLD: Final = "too_old"  # older than queue.max_age: the receiver would 
 DROP_PERMANENT_ERROR: Final = (
     "permanent_error"  # the receiver answered 4xx (not 429): it will never accept it
 )
+DROP_QUEUE_ERROR: Final = "queue_error"  # the queue could not store it (disk full with nothing older to drop, I/O)
 DROP_CORRUPT: Final = "corrupt"  # a queue record failed its checksum (torn write after a crash)
 DROP_OUT_OF_ORDER: Final = "out_of_order"  # a sample not newer than the last one sent for its series
 DROP_LINE_TOO_LONG: Final = "line_too_long"  # a log line over logs.max_line_bytes: Loki would reject it

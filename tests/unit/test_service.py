@@ -1,0 +1,98 @@
+"""The collector's wiring in-process, against a small federation endpoint served on loopback:
+failures of the disk under the queue are counted and survived, never fatal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from observe.config import parse_config
+from observe.errors import QueueError
+from observe.queue.durable import DurableQueue
+from observe.service import Collector
+from observe.sinks.delivery import Delivery
+from observe.telemetry import Telemetry
+
+BODY = 'up{job="node",instance="a"} 1 1700000000000\nload{job="node",instance="a"} 0.5 1700000000000\n'
+
+
+@pytest.fixture
+async def source() -> AsyncIterator[TestServer]:
+    async def federate(_: web.Request) -> web.Response:
+        return web.Response(text=BODY, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/federate", federate)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+def config(tmp_path: Path, source: TestServer, **extra: Any) -> Any:
+    return parse_config(
+        {
+            "interval": "2s",
+            "data_dir": str(tmp_path / "data"),
+            "self_metrics": False,
+            "shutdown_timeout": "2s",
+            "clusters": [{"name": "a", "prometheus": {"url": str(source.make_url("/")), "timeout": "1s"}}],
+            **extra,
+        }
+    )
+
+
+def dropped(telemetry: Telemetry, reason: str) -> float:
+    value = telemetry.registry.get_sample_value(
+        "observe_dropped_samples_total", {"cluster": "a", "signal": "metrics", "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_a_queue_that_refuses_an_append_counts_the_loss_and_the_run_says_so(
+    tmp_path: Path, source: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: DurableQueue, *args: object, **kwargs: object) -> None:
+        raise QueueError(f"queue {self.directory}: no space left on device")
+
+    monkeypatch.setattr(DurableQueue, "append_many", full)
+    telemetry = Telemetry()
+    report = await Collector(config(tmp_path, source), telemetry=telemetry, serve_http=False).run_once()
+    assert report.clusters["a"].ok  # the pull itself worked
+    assert dropped(telemetry, "queue_error") == 2
+    assert report.dropped == {"a/queue_error": 2}
+    assert not report.ok  # and `run --once` exits non-zero
+
+
+async def test_a_delivery_stopped_by_a_queue_error_is_started_again(
+    tmp_path: Path, source: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run = Delivery.run
+    calls = 0
+
+    async def flaky(self: Delivery, stop: asyncio.Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise QueueError("queue: input/output error")
+        await real_run(self, stop)
+
+    monkeypatch.setattr(Delivery, "run", flaky)
+    collector = Collector(config(tmp_path, source), serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    for _ in range(100):  # the supervisor waits 1 s before the restart
+        await asyncio.sleep(0.05)
+        if calls >= 2:
+            break
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    assert calls >= 2
+    # ...and what the cycle queued was still delivered, to the embedded store.
+    assert list((tmp_path / "data" / "store" / "metrics").rglob("*.parquet"))
