@@ -494,10 +494,6 @@ def _cross_checks(cfg: Config) -> list[str]:
             problems.append(
                 f"clusters[{i}].labels.{cfg.cluster_label}: clashes with cluster_label; the cluster name is its value"
             )
-        if c.loki is not None and cfg.central.loki is None:
-            problems.append(
-                f"clusters[{i}].loki: needs central.loki to ship to (there is no embedded store for logs)"
-            )
         if c.prometheus is None and c.loki is None:
             problems.append(f"clusters[{i}]: give at least one of prometheus or loki")
         for src_name in ("prometheus", "loki"):

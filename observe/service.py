@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 
 from observe.config import ClusterConfig, Config
-from observe.errors import QueueError, SourceError
+from observe.errors import ConfigError, QueueError, SourceError
 from observe.http import new_session
 from observe.logs import ClusterLogs, LogsCycle, logs_delivery, open_logs_queue
 from observe.queue.durable import DurableQueue
@@ -253,7 +253,14 @@ class Collector:
     def _start_logs(self) -> None:
         """Per cluster with a Loki: pipeline -> queue (data_dir/queue/<cluster>/logs) -> central Loki."""
         central = self.cfg.central.loki
-        if central is None:  # the config loader refuses a cluster's loki without central.loki
+        if central is None:
+            # Valid for the generators (rules and dashboards know the cluster has logs), not for running:
+            # there is no embedded store for logs, and silently not collecting them would surprise.
+            missing = [f"clusters[{i}].loki" for i, c in enumerate(self.cfg.clusters) if c.loki is not None]
+            if missing:
+                raise ConfigError(
+                    [f"{where}: `observe run` needs central.loki to ship these logs to" for where in missing]
+                )
             return
         self._loki_session = new_session(central)
         for c in self.cfg.clusters:

@@ -38,7 +38,6 @@ EXPECTED: dict[str, list[str]] = {
     "no_source.yaml": ["clusters[0]: give at least one of prometheus or loki"],
     "bad_cluster_name.yaml": ["clusters[0].name: cluster names are letters, digits"],
     "top_level_list.yaml": ["the top level must be a mapping of keys"],
-    "loki_without_central.yaml": ["clusters[0].loki: needs central.loki to ship to"],
 }
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from observe.config import parse_config
-from observe.errors import QueueError
+from observe.errors import ConfigError, QueueError
 from observe.queue.durable import DurableQueue
 from observe.service import Collector
 from observe.sinks.delivery import Delivery
@@ -96,3 +96,17 @@ async def test_a_delivery_stopped_by_a_queue_error_is_started_again(
     assert calls >= 2
     # ...and what the cycle queued was still delivered, to the embedded store.
     assert list((tmp_path / "data" / "store" / "metrics").rglob("*.parquet"))
+
+
+async def test_run_refuses_a_cluster_loki_without_central_loki(tmp_path: Path, source: TestServer) -> None:
+    cfg = parse_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "clusters": [
+                {"name": "a", "prometheus": {"url": str(source.make_url("/"))}},
+                {"name": "b", "loki": {"url": "http://127.0.0.1:3100", "selectors": ['{job="app"}']}},
+            ],
+        }
+    )  # the generators accept this config: they only need to know cluster b has logs
+    with pytest.raises(ConfigError, match=r"clusters\[1\]\.loki: `observe run` needs central.loki"):
+        await Collector(cfg, serve_http=False).run_once()
