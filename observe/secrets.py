@@ -21,7 +21,9 @@ class Secret:
 
     path: Path | None = None
     env: str | None = None
-    _cache: tuple[int, int, str] | None = field(default=None, repr=False)  # (mtime_ns, size, value)
+    # ((inode, mtime_ns, ctime_ns, size), value): the inode catches Kubernetes' symlink swap of a rotated
+    # Secret, ctime a same-size rewrite within one mtime tick.
+    _cache: tuple[tuple[int, int, int, int], str] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # guards _cache
 
     def __post_init__(self) -> None:
@@ -48,11 +50,12 @@ class Secret:
             st = self.path.stat()
         except OSError as exc:
             raise ConfigError(f"secret {self.origin}: cannot read: {exc.strerror}") from exc
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         with self._lock:
-            if self._cache is None or self._cache[:2] != (st.st_mtime_ns, st.st_size):
+            if self._cache is None or self._cache[0] != stamp:
                 try:
                     text = self.path.read_text(encoding="utf-8").rstrip("\r\n")
                 except OSError as exc:
                     raise ConfigError(f"secret {self.origin}: cannot read: {exc.strerror}") from exc
-                self._cache = (st.st_mtime_ns, st.st_size, text)
-            return self._cache[2]
+                self._cache = (stamp, text)
+            return self._cache[1]

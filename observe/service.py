@@ -191,6 +191,14 @@ class Collector:
     """The whole service; `run()` until stopped, or `run_once()` for one cycle and a flush."""
 
     def __init__(self, cfg: Config, *, telemetry: Telemetry | None = None, serve_http: bool = True) -> None:
+        if cfg.central.loki is None:
+            # Valid for the generators (rules and dashboards know the cluster has logs), not for running:
+            # there is no embedded store for logs, and silently not collecting them would surprise.
+            missing = [f"clusters[{i}].loki" for i, c in enumerate(cfg.clusters) if c.loki is not None]
+            if missing:
+                raise ConfigError(
+                    [f"{where}: `observe run` needs central.loki to ship these logs to" for where in missing]
+                )
         self.cfg = cfg
         self.telemetry = telemetry or Telemetry()
         self.serve_http = serve_http
@@ -254,13 +262,6 @@ class Collector:
         """Per cluster with a Loki: pipeline -> queue (data_dir/queue/<cluster>/logs) -> central Loki."""
         central = self.cfg.central.loki
         if central is None:
-            # Valid for the generators (rules and dashboards know the cluster has logs), not for running:
-            # there is no embedded store for logs, and silently not collecting them would surprise.
-            missing = [f"clusters[{i}].loki" for i, c in enumerate(self.cfg.clusters) if c.loki is not None]
-            if missing:
-                raise ConfigError(
-                    [f"{where}: `observe run` needs central.loki to ship these logs to" for where in missing]
-                )
             return
         self._loki_session = new_session(central)
         for c in self.cfg.clusters:
