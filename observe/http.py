@@ -14,15 +14,19 @@ timeouts and error translation are decided once:
         auth           the bearer token or password file cannot be read
 
 An HTTP error status is *not* a TransportError: `fetch` returns it, and the caller decides what a 401
-or a 503 means for its protocol. No message carries a secret: secret values are scrubbed from every
+or a 503 means for its protocol (`parse_retry_after` and `body_snippet` read such a reply the same way
+for every caller). No message carries a secret: secret values are scrubbed from every
 message built here, and URLs are shown without userinfo or query.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
+import errno
 import os
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,14 +52,32 @@ __all__ = [
     "Response",
     "TransportError",
     "auth_headers",
+    "body_snippet",
     "build_ssl_context",
     "fetch",
     "new_session",
+    "parse_retry_after",
     "redact",
     "safe_url",
 ]
 
 _REDACTED = "<redacted>"
+# TLS alerts a server sends about the client certificate we presented, or did not (RFC 8446 section 6.2).
+# Go before 1.21 (Prometheus 2.42 among the servers built with it) answers a missing certificate with
+# bad_certificate, not certificate_required.
+_CLIENT_CERT_ALERTS = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "UNSUPPORTED_CERTIFICATE",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+)
+# OpenSSL's verify codes (x509_vfy.h) for a chain that does not lead to a trusted CA, and for a name that
+# is not in the certificate.
+_UNTRUSTED_ISSUER = frozenset({2, 18, 19, 20, 21})  # ..._GET_ISSUER_CERT, ..._SELF_SIGNED, ..._LEAF_SIGNATURE
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 # Read in chunks of up to 256 KiB: a 15 MiB federate body is ~60 of them, checked against the cap each.
 _READ_CHUNK = 256 * 1024
 
@@ -151,6 +173,36 @@ def safe_url(url: str | URL) -> str:
     """`url` fit for a message: no userinfo, no query (either may hold a credential)."""
     u = URL(url) if isinstance(url, str) else url
     return str(u.with_user(None).with_query(None).with_fragment(None))
+
+
+def body_snippet(body: bytes, max_chars: int) -> str:
+    """The start of a reply body for a message, on one line: whitespace runs collapsed, invalid UTF-8
+    replaced, at most `max_chars` characters (decoding at most 4 bytes per character of a huge body)."""
+    return " ".join(body[: max_chars * 4].decode("utf-8", "replace").split())[:max_chars]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+
+    None when absent or unparsable; never negative. A floor for the delivery layer, which caps it.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)  # the RFC says integer; some proxies send "1.5"
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds != float("inf") else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
 
 
 def new_session(cfg: HTTPClientConfig, *, limit: int = 4) -> aiohttp.ClientSession:
@@ -251,7 +303,9 @@ def _translate(
         )
     tls_error = _tls_cause(exc)
     if tls_error is not None:
-        return TransportError(redact(f"{where}: TLS failed: {_tls_reason(tls_error)}", cfg), reason=FAIL_TLS)
+        return TransportError(
+            redact(f"{where}: TLS failed: {_tls_reason(tls_error, cfg.tls)}", cfg), reason=FAIL_TLS
+        )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TransportError(
             redact(f"{where}: the response body was cut short or malformed: {_first_line(exc)}", cfg),
@@ -267,13 +321,18 @@ def _translate(
             reason=FAIL_UNREACHABLE,
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        hint = ""
-        if https and cfg.tls.cert_file is None:
-            # Go and nginx send a certificate_required alert (reported as tls above); Python's asyncio
-            # TLS servers just hang up after the handshake, which lands here.
-            hint = " (if it requires a client certificate, set tls.cert_file and tls.key_file)"
+        # Go and nginx send a certificate_required alert (reported as tls above); Python's asyncio TLS
+        # servers just hang up after the handshake, which lands here.
+        hint = _client_cert_hint(cfg.tls) if https else ""
         return TransportError(
             f"{where}: the server closed the connection without answering{hint}", reason=FAIL_UNREACHABLE
+        )
+    if https and isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET:
+        # Under TLS 1.3 the client's handshake is over before the server checks its certificate; a Go
+        # server (Prometheus) that refuses it closes with our request unread, and the kernel's reset
+        # often overtakes its bad_certificate alert. Nothing tells that from another reset: say both.
+        return TransportError(
+            f"{where}: the server reset the connection{_client_cert_hint(cfg.tls)}", reason=FAIL_UNREACHABLE
         )
     if isinstance(exc, aiohttp.InvalidURL):
         return TransportError(f"{where}: not a usable URL", reason=FAIL_UNREACHABLE)
@@ -297,23 +356,52 @@ def _tls_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _tls_reason(exc: BaseException) -> str:
+def _tls_reason(exc: BaseException, tls: TLSConfig) -> str:
+    """What went wrong in the handshake, and which `tls` setting to look at."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         exc = exc.certificate_error
     elif isinstance(exc, aiohttp.ClientSSLError) and isinstance(exc.os_error, ssl.SSLError):
         exc = exc.os_error
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
-        return (
-            f"certificate verification failed: {exc.verify_message} (check tls.ca_file and tls.server_name)"
-        )
+        return f"certificate verification failed: {exc.verify_message} ({_verify_hint(exc.verify_code, tls)})"
     if isinstance(exc, ssl.SSLError) and exc.reason:
-        hint = (
-            " (the server wants a client certificate: set tls.cert_file and tls.key_file)"
-            if ("CERTIFICATE_REQUIRED" in exc.reason)
-            else ""
-        )
-        return f"{exc.reason}{hint}"
+        if any(alert in exc.reason for alert in _CLIENT_CERT_ALERTS):
+            if tls.cert_file is None:
+                return (
+                    f"{exc.reason}: the server refused the handshake, it wants a client certificate "
+                    "(set tls.cert_file and tls.key_file)"
+                )
+            return (
+                f"{exc.reason}: the server refused our client certificate {tls.cert_file} (is it signed by a "
+                "CA the server trusts for clients, unexpired, and made for client auth?)"
+            )
+        if "WRONG_VERSION_NUMBER" in exc.reason:
+            return f"{exc.reason}: the server did not answer in TLS (if it serves plain HTTP, use an http:// URL)"
+        return exc.reason
     return _first_line(exc)
+
+
+def _client_cert_hint(tls: TLSConfig) -> str:
+    """For a TLS connection the server ended without a word: the client certificate is a likely cause."""
+    if tls.cert_file is None:
+        return " (if it requires a client certificate, set tls.cert_file and tls.key_file)"
+    return (
+        f" (a server that refuses our client certificate {tls.cert_file} may end the connection so: is it "
+        "signed by a CA the server trusts for clients, unexpired, and made for client auth?)"
+    )
+
+
+def _verify_hint(code: int, tls: TLSConfig) -> str:
+    """Which setting to check when the server's certificate does not verify (OpenSSL's `code`)."""
+    if code in _UNTRUSTED_ISSUER:
+        if tls.ca_file is None:
+            return "tls.ca_file is not set, so only the system CAs are trusted: set it to the server's CA"
+        return f"tls.ca_file {tls.ca_file} does not hold the CA that signed the server's certificate"
+    if code in _NAME_MISMATCH:
+        if tls.server_name:
+            return f"tls.server_name {tls.server_name!r} is not a name in the server's certificate"
+        return "the URL's host is not in the server's certificate: set tls.server_name to a name that is"
+    return "check tls.ca_file and tls.server_name"
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from observe.config import Config
+import aiohttp
+
+from observe.config import Config, HTTPClientConfig
 from observe.errors import ObserveError
 from observe.http import new_session
 from observe.protocol.loki_push import encode_payload
 from observe.protocol.remote_write import compress
 from observe.server import redact_url
+from observe.sinks import Sink
 from observe.sinks.loki_push import LokiPushSink
 from observe.sinks.remote_write import RemoteWriteSink
 from observe.sources.loki import LokiSource
@@ -66,48 +70,32 @@ async def _probe_loki(cfg: Config, name: str) -> list[ProbeResult]:
     ]
 
 
-async def _probe_remote_write(cfg: Config) -> ProbeResult:
-    rw = cfg.central.remote_write
-    assert rw is not None
+async def _probe_sink(
+    cfg: HTTPClientConfig, make_sink: Callable[[aiohttp.ClientSession], Sink], payload: bytes
+) -> ProbeResult:
+    """Send `payload` (one that stores nothing) through the sink `make_sink` builds, as `run` would."""
     started = time.monotonic()
-    async with new_session(rw) as session:
-        sink = RemoteWriteSink(rw, session)
+    async with new_session(cfg) as session:
+        sink = make_sink(session)
         try:
-            await sink.send(
-                compress(b"")
-            )  # an empty WriteRequest: accepted by every receiver, stores nothing
+            await sink.send(payload)
         except ObserveError as exc:
-            return ProbeResult(
-                "(central)", "remote_write", redact_url(rw.url), False, str(exc), time.monotonic() - started
-            )
-    return ProbeResult(
-        "(central)", "remote_write", redact_url(rw.url), True, "accepted", time.monotonic() - started
-    )
-
-
-async def _probe_loki_push(cfg: Config) -> ProbeResult:
-    push = cfg.central.loki
-    assert push is not None
-    started = time.monotonic()
-    async with new_session(push) as session:
-        sink = LokiPushSink(push, session)
-        try:
-            await sink.send(encode_payload([], push.encoding))  # no streams: accepted, stores nothing
-        except ObserveError as exc:
-            return ProbeResult(
-                "(central)", "loki_push", redact_url(push.url), False, str(exc), time.monotonic() - started
-            )
-    return ProbeResult(
-        "(central)", "loki_push", redact_url(push.url), True, "accepted", time.monotonic() - started
-    )
+            ok, detail = False, str(exc)
+        else:
+            ok, detail = True, "accepted"
+        seconds = time.monotonic() - started
+    return ProbeResult("(central)", sink.name, redact_url(cfg.url), ok, detail, seconds)
 
 
 async def probe_all(cfg: Config) -> list[ProbeResult]:
     prometheus = [_probe_prometheus(cfg, c.name) for c in cfg.clusters if c.prometheus is not None]
-    if cfg.central.remote_write is not None:
-        prometheus.append(_probe_remote_write(cfg))
-    if cfg.central.loki is not None:
-        prometheus.append(_probe_loki_push(cfg))
+    if (rw := cfg.central.remote_write) is not None:
+        # an empty WriteRequest: accepted by every receiver, stores nothing
+        prometheus.append(_probe_sink(rw, lambda session: RemoteWriteSink(rw, session), compress(b"")))
+    if (push := cfg.central.loki) is not None:
+        # no streams: accepted, stores nothing
+        payload = encode_payload([], push.encoding)
+        prometheus.append(_probe_sink(push, lambda session: LokiPushSink(push, session), payload))
     lokis = [_probe_loki(cfg, c.name) for c in cfg.clusters if c.loki is not None]
     results = list(await asyncio.gather(*prometheus))
     for per_selector in await asyncio.gather(*lokis):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
@@ -51,6 +52,11 @@ class CollectorProcess:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
             return str(resp.read().decode())
 
+    def status(self) -> dict[str, Any]:
+        """The `/status` JSON document."""
+        with urllib.request.urlopen(self.url + "/status", timeout=5) as resp:
+            return dict(json.loads(resp.read()))
+
     def metric_value(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels` (0 if none)."""
         from prometheus_client.parser import text_string_to_metric_families
@@ -63,14 +69,7 @@ class CollectorProcess:
         return total
 
     def terminate(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return int(self.proc.returncode)
+        return stop_process(self.proc, timeout)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -1,4 +1,5 @@
-"""Test fakes shared across the suite: a Sink that records what it is sent and fails on demand."""
+"""Test fakes shared across the suite: a Sink that records what it is sent and fails on demand, and a
+TCP server that answers one HTTP request with whatever bytes a test needs (broken HTTP on demand)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,24 @@ class RecordingSink:
 
     async def close(self) -> None:
         self.closed = True
+
+
+async def raw_http_server(reply: bytes | None) -> tuple[asyncio.Server, str]:
+    """A server on 127.0.0.1 that reads one request's head, writes `reply` verbatim (None: never answers,
+    waits for the client to give up) and closes. Returns it (the caller closes it) and its base URL."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            if reply is None:
+                await reader.read()  # until the client gives up and closes
+            else:
+                writer.write(reply)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"

@@ -18,62 +18,39 @@ so neither may the fake, which has to accept a line with invalid UTF-8 the way L
 
 from __future__ import annotations
 
-from typing import Any
+from google.protobuf import descriptor_pb2
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-_F = descriptor_pb2.FieldDescriptorProto
-
-
-def _field(
-    msg: Any, name: str, number: int, ftype: int, *, repeated: bool = False, type_name: str = ""
-) -> None:
-    f = msg.field.add()
-    f.name = name
-    f.number = number
-    f.type = ftype
-    f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
-    if type_name:
-        f.type_name = type_name
+from tests.protobuf_schema import F, field, message_classes
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
     fd = descriptor_pb2.FileDescriptorProto(name="logproto/push_test.proto", package="logproto")
     fd.syntax = "proto3"
     ts = fd.message_type.add(name="Timestamp")  # google.protobuf.Timestamp, same fields, private copy
-    _field(ts, "seconds", 1, _F.TYPE_INT64)
-    _field(ts, "nanos", 2, _F.TYPE_INT32)
+    field(ts, "seconds", 1, F.TYPE_INT64)
+    field(ts, "nanos", 2, F.TYPE_INT32)
     pair = fd.message_type.add(name="LabelPairAdapter")
-    _field(pair, "name", 1, _F.TYPE_STRING)
-    _field(pair, "value", 2, _F.TYPE_STRING)
+    field(pair, "name", 1, F.TYPE_STRING)
+    field(pair, "value", 2, F.TYPE_STRING)
     entry = fd.message_type.add(name="EntryAdapter")
-    _field(entry, "timestamp", 1, _F.TYPE_MESSAGE, type_name=".logproto.Timestamp")
-    _field(entry, "line", 2, _F.TYPE_BYTES)
-    _field(
-        entry, "structuredMetadata", 3, _F.TYPE_MESSAGE, repeated=True, type_name=".logproto.LabelPairAdapter"
+    field(entry, "timestamp", 1, F.TYPE_MESSAGE, type_name=".logproto.Timestamp")
+    field(entry, "line", 2, F.TYPE_BYTES)
+    field(
+        entry, "structuredMetadata", 3, F.TYPE_MESSAGE, repeated=True, type_name=".logproto.LabelPairAdapter"
     )
-    _field(entry, "parsed", 4, _F.TYPE_MESSAGE, repeated=True, type_name=".logproto.LabelPairAdapter")
+    field(entry, "parsed", 4, F.TYPE_MESSAGE, repeated=True, type_name=".logproto.LabelPairAdapter")
     stream = fd.message_type.add(name="StreamAdapter")
-    _field(stream, "labels", 1, _F.TYPE_STRING)
-    _field(stream, "entries", 2, _F.TYPE_MESSAGE, repeated=True, type_name=".logproto.EntryAdapter")
-    _field(stream, "hash", 3, _F.TYPE_UINT64)
+    field(stream, "labels", 1, F.TYPE_STRING)
+    field(stream, "entries", 2, F.TYPE_MESSAGE, repeated=True, type_name=".logproto.EntryAdapter")
+    field(stream, "hash", 3, F.TYPE_UINT64)
     req = fd.message_type.add(name="PushRequest")
-    _field(req, "streams", 1, _F.TYPE_MESSAGE, repeated=True, type_name=".logproto.StreamAdapter")
+    field(req, "streams", 1, F.TYPE_MESSAGE, repeated=True, type_name=".logproto.StreamAdapter")
     return fd
 
 
-_POOL = descriptor_pool.DescriptorPool()
-_POOL.Add(_file())
-
-
-def _cls(name: str) -> Any:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"logproto.{name}"))
-
-
-PushRequest: Any = _cls("PushRequest")
-StreamAdapter: Any = _cls("StreamAdapter")
-EntryAdapter: Any = _cls("EntryAdapter")
-LabelPairAdapter: Any = _cls("LabelPairAdapter")
+PushRequest, StreamAdapter, EntryAdapter, LabelPairAdapter = message_classes(
+    _file(), "PushRequest", "StreamAdapter", "EntryAdapter", "LabelPairAdapter"
+)
 
 RawEntry = tuple[int, bytes, tuple[tuple[str, str], ...]]
 

@@ -20,37 +20,14 @@ and `prompb/remote.proto`:
                      repeated sint64 positive_deltas = 12; repeated double positive_counts = 13;
                      ResetHint reset_hint = 14; int64 timestamp = 15; }
 
-The messages live in a private descriptor pool so they cannot clash with other test helpers.
+The messages live in a private descriptor pool (tests/protobuf_schema.py) so they cannot clash.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from google.protobuf import descriptor_pb2
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-_F = descriptor_pb2.FieldDescriptorProto
-
-
-def _field(
-    msg: descriptor_pb2.DescriptorProto,
-    name: str,
-    number: int,
-    ftype: int,
-    *,
-    repeated: bool = False,
-    type_name: str | None = None,
-    oneof: int | None = None,
-) -> None:
-    f = msg.field.add()
-    f.name = name
-    f.number = number
-    f.type = ftype
-    f.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
-    if type_name is not None:
-        f.type_name = type_name
-    if oneof is not None:
-        f.oneof_index = oneof
+from tests.protobuf_schema import F, field, message_classes
 
 
 def _file() -> descriptor_pb2.FileDescriptorProto:
@@ -58,21 +35,21 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     fd.syntax = "proto3"
 
     label = fd.message_type.add(name="Label")
-    _field(label, "name", 1, _F.TYPE_STRING)
-    _field(label, "value", 2, _F.TYPE_STRING)
+    field(label, "name", 1, F.TYPE_STRING)
+    field(label, "value", 2, F.TYPE_STRING)
 
     sample = fd.message_type.add(name="Sample")
-    _field(sample, "value", 1, _F.TYPE_DOUBLE)
-    _field(sample, "timestamp", 2, _F.TYPE_INT64)
+    field(sample, "value", 1, F.TYPE_DOUBLE)
+    field(sample, "timestamp", 2, F.TYPE_INT64)
 
     exemplar = fd.message_type.add(name="Exemplar")
-    _field(exemplar, "labels", 1, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Label")
-    _field(exemplar, "value", 2, _F.TYPE_DOUBLE)
-    _field(exemplar, "timestamp", 3, _F.TYPE_INT64)
+    field(exemplar, "labels", 1, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Label")
+    field(exemplar, "value", 2, F.TYPE_DOUBLE)
+    field(exemplar, "timestamp", 3, F.TYPE_INT64)
 
     span = fd.message_type.add(name="BucketSpan")
-    _field(span, "offset", 1, _F.TYPE_SINT32)
-    _field(span, "length", 2, _F.TYPE_UINT32)
+    field(span, "offset", 1, F.TYPE_SINT32)
+    field(span, "length", 2, F.TYPE_UINT32)
 
     hist = fd.message_type.add(name="Histogram")
     hint = hist.enum_type.add(name="ResetHint")
@@ -80,27 +57,27 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         hint.value.add(name=n, number=i)
     hist.oneof_decl.add(name="count")
     hist.oneof_decl.add(name="zero_count")
-    _field(hist, "count_int", 1, _F.TYPE_UINT64, oneof=0)
-    _field(hist, "count_float", 2, _F.TYPE_DOUBLE, oneof=0)
-    _field(hist, "sum", 3, _F.TYPE_DOUBLE)
-    _field(hist, "schema", 4, _F.TYPE_SINT32)
-    _field(hist, "zero_threshold", 5, _F.TYPE_DOUBLE)
-    _field(hist, "zero_count_int", 6, _F.TYPE_UINT64, oneof=1)
-    _field(hist, "zero_count_float", 7, _F.TYPE_DOUBLE, oneof=1)
-    _field(hist, "negative_spans", 8, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.BucketSpan")
-    _field(hist, "negative_deltas", 9, _F.TYPE_SINT64, repeated=True)
-    _field(hist, "negative_counts", 10, _F.TYPE_DOUBLE, repeated=True)
-    _field(hist, "positive_spans", 11, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.BucketSpan")
-    _field(hist, "positive_deltas", 12, _F.TYPE_SINT64, repeated=True)
-    _field(hist, "positive_counts", 13, _F.TYPE_DOUBLE, repeated=True)
-    _field(hist, "reset_hint", 14, _F.TYPE_ENUM, type_name=".prometheus.Histogram.ResetHint")
-    _field(hist, "timestamp", 15, _F.TYPE_INT64)
+    field(hist, "count_int", 1, F.TYPE_UINT64, oneof=0)
+    field(hist, "count_float", 2, F.TYPE_DOUBLE, oneof=0)
+    field(hist, "sum", 3, F.TYPE_DOUBLE)
+    field(hist, "schema", 4, F.TYPE_SINT32)
+    field(hist, "zero_threshold", 5, F.TYPE_DOUBLE)
+    field(hist, "zero_count_int", 6, F.TYPE_UINT64, oneof=1)
+    field(hist, "zero_count_float", 7, F.TYPE_DOUBLE, oneof=1)
+    field(hist, "negative_spans", 8, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.BucketSpan")
+    field(hist, "negative_deltas", 9, F.TYPE_SINT64, repeated=True)
+    field(hist, "negative_counts", 10, F.TYPE_DOUBLE, repeated=True)
+    field(hist, "positive_spans", 11, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.BucketSpan")
+    field(hist, "positive_deltas", 12, F.TYPE_SINT64, repeated=True)
+    field(hist, "positive_counts", 13, F.TYPE_DOUBLE, repeated=True)
+    field(hist, "reset_hint", 14, F.TYPE_ENUM, type_name=".prometheus.Histogram.ResetHint")
+    field(hist, "timestamp", 15, F.TYPE_INT64)
 
     series = fd.message_type.add(name="TimeSeries")
-    _field(series, "labels", 1, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Label")
-    _field(series, "samples", 2, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Sample")
-    _field(series, "exemplars", 3, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Exemplar")
-    _field(series, "histograms", 4, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Histogram")
+    field(series, "labels", 1, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Label")
+    field(series, "samples", 2, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Sample")
+    field(series, "exemplars", 3, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Exemplar")
+    field(series, "histograms", 4, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.Histogram")
 
     meta = fd.message_type.add(name="MetricMetadata")
     mtype = meta.enum_type.add(name="MetricType")
@@ -108,33 +85,21 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
         ("UNKNOWN", "COUNTER", "GAUGE", "HISTOGRAM", "GAUGEHISTOGRAM", "SUMMARY", "INFO", "STATESET")
     ):
         mtype.value.add(name=n, number=i)
-    _field(meta, "type", 1, _F.TYPE_ENUM, type_name=".prometheus.MetricMetadata.MetricType")
-    _field(meta, "metric_family_name", 2, _F.TYPE_STRING)
-    _field(meta, "help", 4, _F.TYPE_STRING)
-    _field(meta, "unit", 5, _F.TYPE_STRING)
+    field(meta, "type", 1, F.TYPE_ENUM, type_name=".prometheus.MetricMetadata.MetricType")
+    field(meta, "metric_family_name", 2, F.TYPE_STRING)
+    field(meta, "help", 4, F.TYPE_STRING)
+    field(meta, "unit", 5, F.TYPE_STRING)
 
     wr = fd.message_type.add(name="WriteRequest")
-    _field(wr, "timeseries", 1, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.TimeSeries")
+    field(wr, "timeseries", 1, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.TimeSeries")
     wr.reserved_range.add(start=2, end=3)
-    _field(wr, "metadata", 3, _F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.MetricMetadata")
+    field(wr, "metadata", 3, F.TYPE_MESSAGE, repeated=True, type_name=".prometheus.MetricMetadata")
     return fd
 
 
-_POOL = descriptor_pool.DescriptorPool()
-_POOL.Add(_file())
-
-
-def _cls(name: str) -> Any:
-    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"prometheus.{name}"))
-
-
-WriteRequest: Any = _cls("WriteRequest")
-TimeSeries: Any = _cls("TimeSeries")
-Label: Any = _cls("Label")
-Sample: Any = _cls("Sample")
-Exemplar: Any = _cls("Exemplar")
-Histogram: Any = _cls("Histogram")
-MetricMetadata: Any = _cls("MetricMetadata")
+WriteRequest, TimeSeries, Label, Sample, Exemplar, Histogram, MetricMetadata = message_classes(
+    _file(), "WriteRequest", "TimeSeries", "Label", "Sample", "Exemplar", "Histogram", "MetricMetadata"
+)
 
 
 def build(series: list[tuple[tuple[tuple[str, str], ...], list[tuple[float, int]]]]) -> bytes:

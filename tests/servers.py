@@ -11,16 +11,31 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM a process we started (by its PID), SIGKILL it if it is still there after `timeout` seconds;
+    its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return int(proc.returncode)
 
 
 def free_port() -> int:
@@ -59,19 +74,18 @@ class Server:
             return ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, timeout)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def open_path(server: Server, path: str, timeout: float = 10.0) -> Any:
+    """GET `path` from `server` with the TLS context and headers it was started with (none for most)."""
+    request = urllib.request.Request(server.url + path, headers=dict(server.extra.get("headers", {})))
+    return urllib.request.urlopen(request, timeout=timeout, context=server.extra.get("ssl_context"))
 
 
 def _wait_ready(server: Server, path: str, timeout: float = 30.0) -> None:
@@ -81,7 +95,7 @@ def _wait_ready(server: Server, path: str, timeout: float = 30.0) -> None:
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(server.url + path, timeout=2) as resp:
+            with open_path(server, path, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError) as exc:
@@ -91,12 +105,27 @@ def _wait_ready(server: Server, path: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{server.name} not ready after {timeout}s ({last}):\n{server.log_tail()}")
 
 
-def _spawn(name: str, argv: Sequence[str], workdir: Path, port: int, ready_path: str) -> Server:
+def _spawn(
+    name: str,
+    argv: Sequence[str],
+    workdir: Path,
+    port: int,
+    ready_path: str,
+    *,
+    scheme: str = "http",
+    extra: dict[str, Any] | None = None,
+) -> Server:
     log_path = workdir / f"{name}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     server = Server(
-        name=name, url=f"http://127.0.0.1:{port}", port=port, workdir=workdir, proc=proc, log_path=log_path
+        name=name,
+        url=f"{scheme}://127.0.0.1:{port}",
+        port=port,
+        workdir=workdir,
+        proc=proc,
+        log_path=log_path,
+        extra=extra or {},
     )
     _wait_ready(server, ready_path)
     return server
@@ -110,8 +139,16 @@ def start_prometheus(
     extra_args: Sequence[str] = (),
     name: str = "prometheus",
     port: int | None = None,
+    web_config_yaml: str | None = None,
+    client_ssl: ssl.SSLContext | None = None,
+    client_headers: Mapping[str, str] | None = None,
 ) -> Server:
-    """A real Prometheus; `config_yaml` is written to prometheus.yml in `workdir`."""
+    """A real Prometheus; `config_yaml` is written to prometheus.yml in `workdir`.
+
+    `web_config_yaml` (Prometheus' --web.config.file: `tls_server_config`, `basic_auth_users`) is written
+    to web.yml; with `tls_server_config` the server speaks https. `client_ssl` and `client_headers` are
+    what this module's own requests to it (readiness, `prom_query`, `open_path`) use to get in.
+    """
     binary = require_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -126,8 +163,15 @@ def start_prometheus(
     ]
     if remote_write_receiver:
         argv.append("--web.enable-remote-write-receiver")
+    scheme = "http"
+    if web_config_yaml is not None:
+        (workdir / "web.yml").write_text(web_config_yaml)
+        argv.append(f"--web.config.file={workdir / 'web.yml'}")
+        if (yaml.safe_load(web_config_yaml) or {}).get("tls_server_config"):
+            scheme = "https"
     argv.extend(extra_args)
-    return _spawn(name, argv, workdir, port, "/-/ready")
+    extra = {"ssl_context": client_ssl, "headers": dict(client_headers or {})}
+    return _spawn(name, argv, workdir, port, "/-/ready", scheme=scheme, extra=extra)
 
 
 def start_victoria_metrics(
@@ -172,12 +216,14 @@ def get_json(url: str, timeout: float = 10.0) -> Any:
 
 def prom_query(server: Server, expr: str, at: float | None = None) -> list[dict[str, Any]]:
     """Instant query against a real Prometheus (or VictoriaMetrics); returns the result vector."""
+    import json
     from urllib.parse import urlencode
 
     params = {"query": expr}
     if at is not None:
         params["time"] = f"{at:.3f}"
-    body = get_json(f"{server.url}/api/v1/query?{urlencode(params)}")
+    with open_path(server, f"/api/v1/query?{urlencode(params)}") as resp:
+        body = json.loads(resp.read())
     assert body["status"] == "success", body
     return list(body["data"]["result"])
 

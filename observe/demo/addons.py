@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from observe.demo.series import (
+    ALWAYS,
     BACKUP_LAST_STATUS,
     BACKUP_LAST_SUCCESS,
     BACKUP_RUNS,
@@ -156,28 +157,11 @@ def argocd(t: SeriesTable, topo: Topology, draw: Draw) -> None:
             "repo": f"https://git.example.com/fleet/{ns}.git", "dest_server": server,
             "dest_namespace": ns,
         }  # fmt: skip
+        healthy = {**app, "sync_status": "Synced", "health_status": "Healthy"}
+        t.add("argocd_app_info", healthy, CONST, (1.0,), presence=WHEN_HEALTHY if degrades else ALWAYS)
         if degrades:  # the app's status labels change, so its series is replaced, as Argo CD's is
-            t.add(
-                "argocd_app_info",
-                {**app, "sync_status": "Synced", "health_status": "Healthy"},
-                CONST,
-                (1.0,),
-                presence=WHEN_HEALTHY,
-            )
-            t.add(
-                "argocd_app_info",
-                {**app, "sync_status": "Synced", "health_status": "Degraded"},
-                CONST,
-                (1.0,),
-                presence=WHEN_UNHEALTHY,
-            )
-        else:
-            t.add(
-                "argocd_app_info",
-                {**app, "sync_status": "Synced", "health_status": "Healthy"},
-                CONST,
-                (1.0,),
-            )
+            degraded = {**app, "sync_status": "Synced", "health_status": "Degraded"}
+            t.add("argocd_app_info", degraded, CONST, (1.0,), presence=WHEN_UNHEALTHY)
         sync = {k: app[k] for k in ("job", "instance", "name", "namespace", "project", "dest_server")}
         t.add(
             "argocd_app_sync_total",

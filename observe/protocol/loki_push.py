@@ -18,6 +18,9 @@ with `Content-Type: application/x-protobuf`; the JSON body is
 Structured metadata travels per entry (field 3, or the JSON third element): it never becomes a
 stream label, so it adds nothing to the central Loki's index.
 
+The wire-format primitives (varints, length prefixes, walking a message's fields) are in `protobuf_wire`,
+shared with the remote-write encoder.
+
 Queue payloads carry a one-byte tag naming their encoding (`PAYLOAD_PROTOBUF`, `PAYLOAD_JSON`), so a
 backlog written before `central.loki.encoding` changed is still sent with the right Content-Type.
 
@@ -34,6 +37,7 @@ from typing import Final, Literal
 import cramjam
 
 from observe.model import Labels
+from observe.protocol.protobuf_wire import SMALL_VARINT, UINT64, WT_LEN, WT_VARINT, iter_fields, varint
 
 __all__ = [
     "PAYLOAD_JSON",
@@ -60,32 +64,6 @@ Stream = tuple[Labels, Sequence[Entry]]
 PAYLOAD_PROTOBUF: Final = 0x01
 PAYLOAD_JSON: Final = 0x02
 _CONTENT_TYPE: Final = {PAYLOAD_PROTOBUF: "application/x-protobuf", PAYLOAD_JSON: "application/json"}
-
-_UINT64: Final = 1 << 64
-_SMALL_VARINT: Final = [bytes((i,)) for i in range(0x80)]
-_WT_VARINT, _WT_I64, _WT_LEN, _WT_I32 = 0, 1, 2, 5
-
-
-def _varint(n: int) -> bytes:
-    """Unsigned LEB128, unrolled for the sizes log entries use (lengths, nanoseconds, seconds): about
-    twice as fast as the loop, which is kept for the rest (and for negative int64s, as 10 bytes)."""
-    if n < 0x80:
-        if n >= 0:
-            return _SMALL_VARINT[n]
-    elif n < 0x4000:
-        return bytes((n & 0x7F | 0x80, n >> 7))
-    elif n < 0x200000:
-        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
-    elif n < 0x10000000:
-        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, (n >> 14) & 0x7F | 0x80, n >> 21))
-    if n < 0:
-        n += _UINT64
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def utf8(text: str) -> bytes:
@@ -155,7 +133,7 @@ def parse_labels(text: str) -> Labels:
 
 
 def _len_field(tag: bytes, body: bytes) -> bytes:
-    return tag + _varint(len(body)) + body
+    return tag + varint(len(body)) + body
 
 
 def _metadata_fields(metadata: Labels) -> bytes:
@@ -174,29 +152,29 @@ def encode_stream(labels: Labels, entries: Iterable[Entry]) -> bytes:
     timestamp is reused while it repeats. Measured with `python -m observe.protocol.loki_push`.
     """
     label_bytes = utf8(format_labels(labels))
-    parts: list[bytes] = [b"", b"\x0a", _varint(len(label_bytes)), label_bytes]
+    parts: list[bytes] = [b"", b"\x0a", varint(len(label_bytes)), label_bytes]
     size = 1 + len(parts[2]) + len(label_bytes)
     last_sec = -1
     sec_field = b""
-    small = _SMALL_VARINT
+    small = SMALL_VARINT
     for ts, line, metadata in entries:
         sec, nanos = divmod(ts, 1_000_000_000)
         if sec != last_sec:  # Timestamp.seconds (field 1), omitted when 0 (proto3 default)
             last_sec = sec
-            sec_field = b"\x08" + _varint(sec) if sec else b""
-        ts_body = sec_field + b"\x10" + _varint(nanos) if nanos else sec_field
+            sec_field = b"\x08" + varint(sec) if sec else b""
+        ts_body = sec_field + b"\x10" + varint(nanos) if nanos else sec_field
         line_bytes = utf8(line)
-        line_len = _varint(len(line_bytes))
+        line_len = varint(len(line_bytes))
         body_len = 2 + len(ts_body) + 1 + len(line_len) + len(line_bytes)  # ts: tag + 1-byte length (<= 17)
         if metadata:
             md_bytes = _metadata_fields(metadata)
             body_len += len(md_bytes)
-        entry_len = _varint(body_len)
+        entry_len = varint(body_len)
         parts += (b"\x12", entry_len, b"\x0a", small[len(ts_body)], ts_body, b"\x12", line_len, line_bytes)
         if metadata:
             parts.append(md_bytes)
         size += 1 + len(entry_len) + body_len
-    parts[0] = b"\x0a" + _varint(size)
+    parts[0] = b"\x0a" + varint(size)
     return b"".join(parts)
 
 
@@ -240,48 +218,6 @@ def payload_body(payload: bytes) -> tuple[bytes, str]:
 # -- decoders (the mirror of the encoders: tests and the local tooling) ----------------------------------
 
 
-def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise ValueError(f"truncated varint at byte {pos}")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ValueError(f"varint longer than 10 bytes ending at byte {pos}")
-
-
-def _read_len(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    n, pos = _read_varint(buf, pos, end)
-    if pos + n > end:
-        raise ValueError(f"truncated field: {n} bytes declared at byte {pos}, {end - pos} left")
-    return pos, pos + n
-
-
-def _fields(buf: bytes, pos: int, end: int) -> Iterable[tuple[int, int, int, int]]:
-    """(field, wire type, start, stop) of each field; varints give their value in `start`."""
-    while pos < end:
-        key, pos = _read_varint(buf, pos, end)
-        field, wt = key >> 3, key & 7
-        if wt == _WT_VARINT:
-            value, pos = _read_varint(buf, pos, end)
-            yield field, wt, value, pos
-        elif wt == _WT_LEN:
-            start, pos = _read_len(buf, pos, end)
-            yield field, wt, start, pos
-        elif wt in (_WT_I64, _WT_I32):
-            start, pos = pos, pos + (8 if wt == _WT_I64 else 4)
-            if pos > end:
-                raise ValueError(f"truncated field {field} at byte {start}")
-            yield field, wt, start, pos
-        else:
-            raise ValueError(f"unsupported wire type {wt} for field {field} at byte {pos}")
-
-
 def _text(buf: bytes, start: int, stop: int) -> str:
     return buf[start:stop].decode("utf-8", "replace")
 
@@ -290,23 +226,23 @@ def _decode_entry(buf: bytes, pos: int, end: int) -> Entry:
     ts = 0
     line = ""
     metadata: list[tuple[str, str]] = []
-    for field, wt, a, b in _fields(buf, pos, end):
-        if field == 1 and wt == _WT_LEN:
+    for field, wt, a, b in iter_fields(buf, pos, end):
+        if field == 1 and wt == WT_LEN:
             seconds = nanos = 0
-            for f2, wt2, v, _ in _fields(buf, a, b):
-                if f2 == 1 and wt2 == _WT_VARINT:
-                    seconds = v - _UINT64 if v >= 1 << 63 else v
-                elif f2 == 2 and wt2 == _WT_VARINT:
+            for f2, wt2, v, _ in iter_fields(buf, a, b):
+                if f2 == 1 and wt2 == WT_VARINT:
+                    seconds = v - UINT64 if v >= 1 << 63 else v
+                elif f2 == 2 and wt2 == WT_VARINT:
                     nanos = v & 0xFFFFFFFF
             ts = seconds * 1_000_000_000 + nanos
-        elif field == 2 and wt == _WT_LEN:
+        elif field == 2 and wt == WT_LEN:
             line = _text(buf, a, b)
-        elif field == 3 and wt == _WT_LEN:
+        elif field == 3 and wt == WT_LEN:
             name = value = ""
-            for f2, wt2, c, d in _fields(buf, a, b):
-                if f2 == 1 and wt2 == _WT_LEN:
+            for f2, wt2, c, d in iter_fields(buf, a, b):
+                if f2 == 1 and wt2 == WT_LEN:
                     name = _text(buf, c, d)
-                elif f2 == 2 and wt2 == _WT_LEN:
+                elif f2 == 2 and wt2 == WT_LEN:
                     value = _text(buf, c, d)
             metadata.append((name, value))
     return ts, line, tuple(sorted(metadata))
@@ -316,15 +252,15 @@ def decode_push_request(body: bytes) -> list[tuple[Labels, list[Entry]]]:
     """Decode an uncompressed PushRequest; raises ValueError on malformed input or unparsable labels."""
     buf = bytes(body)
     out: list[tuple[Labels, list[Entry]]] = []
-    for field, wt, a, b in _fields(buf, 0, len(buf)):
-        if field != 1 or wt != _WT_LEN:
+    for field, wt, a, b in iter_fields(buf, 0, len(buf)):
+        if field != 1 or wt != WT_LEN:
             continue
         labels: Labels = ()
         entries: list[Entry] = []
-        for f2, wt2, c, d in _fields(buf, a, b):
-            if f2 == 1 and wt2 == _WT_LEN:
+        for f2, wt2, c, d in iter_fields(buf, a, b):
+            if f2 == 1 and wt2 == WT_LEN:
                 labels = parse_labels(_text(buf, c, d))
-            elif f2 == 2 and wt2 == _WT_LEN:
+            elif f2 == 2 and wt2 == WT_LEN:
                 entries.append(_decode_entry(buf, c, d))
         out.append((labels, entries))
     return out

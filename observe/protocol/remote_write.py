@@ -25,7 +25,8 @@ A `WriteRequest` is the concatenation of its `timeseries` fields, so `encode_ser
 field (tag, length, TimeSeries) and `encode_write_request` only joins them.
 
 The decoder mirrors the encoder; it is used by the local store sink and by the tests, skips unknown
-fields by wire type (exemplars, histograms, metadata) and raises ValueError on malformed input.
+fields by wire type (exemplars, histograms, metadata) and raises ValueError on malformed input. The
+wire-format primitives both use (varints, length prefixes, skipping a field) are in `protobuf_wire`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ from typing import Final
 import cramjam
 
 from observe.model import STALE_NAN_BYTES, Labels
+from observe.protocol.protobuf_wire import (
+    SMALL_VARINT,
+    UINT64,
+    WT_I64,
+    WT_LEN,
+    WT_VARINT,
+    read_len,
+    read_varint,
+    skip_field,
+    varint,
+)
 
 __all__ = [
     "check_labels",
@@ -56,7 +68,6 @@ __all__ = [
 
 _DOUBLE: Final = struct.Struct("<d")
 _pack_double: Final = _DOUBLE.pack
-_UINT64: Final = 1 << 64
 _INT64_MIN: Final = -(1 << 63)
 _INT64_MAX: Final = (1 << 63) - 1
 
@@ -68,33 +79,15 @@ _TAG_2_LEN: Final = b"\x12"  # field 2, length-delimited: TimeSeries.samples, La
 _TAG_1_I64: Final = b"\x09"  # field 1, fixed64: Sample.value
 _TAG_2_VARINT: Final = b"\x10"  # field 2, varint: Sample.timestamp
 
-_WT_VARINT, _WT_I64, _WT_LEN, _WT_I32 = 0, 1, 2, 5
-
-
-def _varint(n: int) -> bytes:
-    """Unsigned LEB128; a negative int64 is sent as its 64-bit two's complement (10 bytes)."""
-    if n < 0:
-        n += _UINT64
-    if n < 0x80:
-        return _SMALL_VARINT[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL_VARINT: Final = [bytes((i,)) for i in range(0x80)]
 # Tag + length of one `timeseries` field for every body length under 4 KiB (label sets are ~100-400 B):
 # a list index is ~40 ns cheaper per series than building the varint. 4096 entries, ~200 KiB.
-_SERIES_HEAD: Final = [_TAG_1_LEN + _varint(n) for n in range(4096)]
+_SERIES_HEAD: Final = [_TAG_1_LEN + varint(n) for n in range(4096)]
 
 
 def _series_head(body_len: int) -> bytes:
     if body_len < 4096:
         return _SERIES_HEAD[body_len]
-    return _TAG_1_LEN + _varint(body_len)
+    return _TAG_1_LEN + varint(body_len)
 
 
 def _check_timestamp(timestamp_ms: int) -> None:
@@ -114,9 +107,9 @@ def _sample_frame(timestamp_ms: int) -> tuple[bytes, bytes, int]:
     frame = _frame_cache.get(timestamp_ms)
     if frame is None:
         _check_timestamp(timestamp_ms)
-        tail = _TAG_2_VARINT + _varint(timestamp_ms)
+        tail = _TAG_2_VARINT + varint(timestamp_ms)
         sample_len = 1 + 8 + len(tail)  # tag + double + timestamp field; at most 20, so a 1-byte length
-        head = _TAG_2_LEN + _SMALL_VARINT[sample_len] + _TAG_1_I64
+        head = _TAG_2_LEN + SMALL_VARINT[sample_len] + _TAG_1_I64
         frame = (head, tail, len(head) + 8 + len(tail))
         if len(_frame_cache) >= _FRAME_CACHE_MAX:
             _frame_cache.clear()
@@ -158,9 +151,9 @@ def encode_labels(labels: Sequence[tuple[str, str]]) -> bytes:
     for name, value in labels:
         n = name.encode("utf-8")
         v = value.encode("utf-8")
-        msg = b"".join((_TAG_1_LEN, _varint(len(n)), n, _TAG_2_LEN, _varint(len(v)), v))
+        msg = b"".join((_TAG_1_LEN, varint(len(n)), n, _TAG_2_LEN, varint(len(v)), v))
         parts.append(_TAG_1_LEN)
-        parts.append(_varint(len(msg)))
+        parts.append(varint(len(msg)))
         parts.append(msg)
     return b"".join(parts)
 
@@ -250,48 +243,6 @@ def decompress(data: bytes) -> bytes:
 # -- decoder ---------------------------------------------------------------------------------------
 
 
-def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise ValueError(f"truncated varint at byte {pos}")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ValueError(f"varint longer than 10 bytes ending at byte {pos}")
-
-
-def _read_len(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    """Length prefix of a length-delimited field; returns (start, stop) of its payload."""
-    n, pos = _read_varint(buf, pos, end)
-    stop = pos + n
-    if stop > end:
-        raise ValueError(f"truncated {what}: {n} bytes declared at byte {pos}, {end - pos} left")
-    return pos, stop
-
-
-def _skip(buf: bytes, pos: int, end: int, wire_type: int, field: int) -> int:
-    """Skip an unknown field's payload by its wire type."""
-    if wire_type == _WT_VARINT:
-        return _read_varint(buf, pos, end)[1]
-    if wire_type == _WT_I64:
-        stop = pos + 8
-    elif wire_type == _WT_LEN:
-        stop = _read_len(buf, pos, end, f"field {field}")[1]
-    elif wire_type == _WT_I32:
-        stop = pos + 4
-    else:  # 3/4 are proto2 groups, never used by prompb; 6/7 do not exist
-        raise ValueError(f"unsupported wire type {wire_type} for field {field} at byte {pos}")
-    if stop > end:
-        raise ValueError(f"truncated field {field} at byte {pos}")
-    return stop
-
-
 def _expect(wire_type: int, want: int, what: str, pos: int) -> None:
     if wire_type != want:
         raise ValueError(f"{what} has wire type {wire_type}, expected {want} (at byte {pos})")
@@ -316,46 +267,46 @@ def _decode_label(buf: bytes, pos: int, end: int) -> tuple[str, str]:
             )
     name = value = ""
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = read_varint(buf, pos, end)
         field, wt = key >> 3, key & 7
         if field in (1, 2):
-            _expect(wt, _WT_LEN, "Label field", pos)
-            start, pos = _read_len(buf, pos, end, "label string")
+            _expect(wt, WT_LEN, "Label field", pos)
+            start, pos = read_len(buf, pos, end, "label string")
             text = _decode_str(buf, start, pos, "label name" if field == 1 else "label value")
             if field == 1:
                 name = text
             else:
                 value = text
         else:
-            pos = _skip(buf, pos, end, wt, field)
+            pos = skip_field(buf, pos, end, wt, field)
     return name, value
 
 
 def _decode_sample(buf: bytes, pos: int, end: int) -> tuple[float, int]:
     # Fast path: value then timestamp, both present, as our encoder writes them.
     if end - pos >= 11 and buf[pos] == 0x09 and buf[pos + 9] == 0x10:
-        raw, stop = _read_varint(buf, pos + 10, end)
+        raw, stop = read_varint(buf, pos + 10, end)
         if stop == end:
-            raw &= _UINT64 - 1
-            return _DOUBLE.unpack_from(buf, pos + 1)[0], raw - _UINT64 if raw > _INT64_MAX else raw
+            raw &= UINT64 - 1
+            return _DOUBLE.unpack_from(buf, pos + 1)[0], raw - UINT64 if raw > _INT64_MAX else raw
     value = 0.0
     ts = 0
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = read_varint(buf, pos, end)
         field, wt = key >> 3, key & 7
         if field == 1:
-            _expect(wt, _WT_I64, "Sample.value", pos)
+            _expect(wt, WT_I64, "Sample.value", pos)
             if pos + 8 > end:
                 raise ValueError(f"truncated Sample.value at byte {pos}")
             value = _DOUBLE.unpack_from(buf, pos)[0]
             pos += 8
         elif field == 2:
-            _expect(wt, _WT_VARINT, "Sample.timestamp", pos)
-            raw, pos = _read_varint(buf, pos, end)
-            raw &= _UINT64 - 1
-            ts = raw - _UINT64 if raw > _INT64_MAX else raw
+            _expect(wt, WT_VARINT, "Sample.timestamp", pos)
+            raw, pos = read_varint(buf, pos, end)
+            raw &= UINT64 - 1
+            ts = raw - UINT64 if raw > _INT64_MAX else raw
         else:
-            pos = _skip(buf, pos, end, wt, field)
+            pos = skip_field(buf, pos, end, wt, field)
     return value, ts
 
 
@@ -372,18 +323,18 @@ def _decode_series(buf: bytes, pos: int, end: int) -> tuple[Labels, list[tuple[f
                 raise ValueError(f"truncated Label at byte {start}")
             labels.append(_decode_label(buf, start, pos))
             continue
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = read_varint(buf, pos, end)
         field, wt = key >> 3, key & 7
         if field == 1:
-            _expect(wt, _WT_LEN, "TimeSeries.labels", pos)
-            start, pos = _read_len(buf, pos, end, "Label")
+            _expect(wt, WT_LEN, "TimeSeries.labels", pos)
+            start, pos = read_len(buf, pos, end, "Label")
             labels.append(_decode_label(buf, start, pos))
         elif field == 2:
-            _expect(wt, _WT_LEN, "TimeSeries.samples", pos)
-            start, pos = _read_len(buf, pos, end, "Sample")
+            _expect(wt, WT_LEN, "TimeSeries.samples", pos)
+            start, pos = read_len(buf, pos, end, "Sample")
             samples.append(_decode_sample(buf, start, pos))
         else:  # exemplars (3), histograms (4), anything newer
-            pos = _skip(buf, pos, end, wt, field)
+            pos = skip_field(buf, pos, end, wt, field)
     return tuple(labels), samples
 
 
@@ -397,14 +348,14 @@ def decode_write_request(body: bytes) -> list[tuple[Labels, list[tuple[float, in
     out: list[tuple[Labels, list[tuple[float, int]]]] = []
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = read_varint(buf, pos, end)
         field, wt = key >> 3, key & 7
         if field == 1:
-            _expect(wt, _WT_LEN, "WriteRequest.timeseries", pos)
-            start, pos = _read_len(buf, pos, end, "TimeSeries")
+            _expect(wt, WT_LEN, "WriteRequest.timeseries", pos)
+            start, pos = read_len(buf, pos, end, "TimeSeries")
             out.append(_decode_series(buf, start, pos))
         else:  # metadata (3) and anything newer
-            pos = _skip(buf, pos, end, wt, field)
+            pos = skip_field(buf, pos, end, wt, field)
     return out
 
 

@@ -19,9 +19,8 @@ import aiohttp
 
 from observe.config import LokiPushConfig
 from observe.errors import PermanentError, RetryableError
-from observe.http import TransportError, fetch, safe_url
+from observe.http import TransportError, body_snippet, fetch, parse_retry_after, safe_url
 from observe.protocol.loki_push import payload_body
-from observe.sinks.remote_write import parse_retry_after
 from observe.telemetry import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
@@ -93,7 +92,7 @@ class LokiPushSink:
     def _classify(
         self, status: int, headers: Mapping[str, str], body: bytes
     ) -> RetryableError | PermanentError:
-        text = " ".join(body[: _ERROR_CHARS * 4].decode("utf-8", "replace").split())[:_ERROR_CHARS]
+        text = body_snippet(body, _ERROR_CHARS)
         where = f"{self._where}: HTTP {status}" + (f": {text}" if text else "")
         retry_after = parse_retry_after(headers.get("Retry-After"))
         if status == 429:

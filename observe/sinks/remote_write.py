@@ -12,8 +12,6 @@ request and classifies the reply by raising `RetryableError` or `PermanentError`
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
 
 import aiohttp
@@ -21,7 +19,7 @@ import aiohttp
 from observe import __version__
 from observe.config import RemoteWriteConfig
 from observe.errors import PermanentError, RetryableError, SinkError
-from observe.http import TransportError, fetch, safe_url
+from observe.http import TransportError, fetch, parse_retry_after, safe_url
 from observe.telemetry import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
@@ -31,7 +29,7 @@ from observe.telemetry import (
     FAIL_TOO_LARGE,
 )
 
-__all__ = ["RemoteWriteSink", "parse_retry_after"]
+__all__ = ["RemoteWriteSink"]
 
 # The receiver's error text goes into the error (and so the one log line per drop). 512 characters hold
 # a receiver's message (Prometheus: "out of order sample"; VictoriaMetrics prefixes ~80 characters of
@@ -118,26 +116,3 @@ class RemoteWriteSink:
             f"{where}: not a remote-write receiver reply{detail}", reason=FAIL_BAD_RESPONSE, status=status
         )
 
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
-
-    None when absent or unparsable; never negative. A floor for the delivery layer, which caps it.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)  # the RFC says integer; some proxies send "1.5"
-    except ValueError:
-        pass
-    else:
-        return seconds if seconds >= 0 and seconds != float("inf") else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)

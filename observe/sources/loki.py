@@ -44,7 +44,7 @@ import aiohttp
 
 from observe.config import LokiSourceConfig
 from observe.errors import ConfigError, SourceError
-from observe.http import Response, TransportError, fetch, safe_url
+from observe.http import Response, TransportError, body_snippet, fetch, safe_url
 from observe.model import Labels
 from observe.sources.log_cursors import Cursor, entry_key
 from observe.telemetry import (
@@ -428,6 +428,4 @@ def _flatten(result: list[Any]) -> list[LogEntry]:
 
 def _snippet(resp: Response) -> str:
     """The start of an error body, on one line: Loki's errors are plain text; a proxy's may be HTML."""
-    text = resp.body[: _ERROR_CHARS * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())[:_ERROR_CHARS]
-    return text or "(empty body)"
+    return body_snippet(resp.body, _ERROR_CHARS) or "(empty body)"

@@ -46,6 +46,7 @@ __all__ = ["ACCEPT", "ProbeResult", "PrometheusFederateSource"]
 ACCEPT = "text/plain;version=0.0.4"
 """Ask for the text format: Prometheus would otherwise be free to negotiate protobuf."""
 _SNIPPET_CHARS = 200  # of an error body, in messages: enough for a proxy's one-line reason
+_HTTP_TO_HTTPS = b"Client sent an HTTP request to an HTTPS server"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -148,7 +149,9 @@ class PrometheusFederateSource:
             raise self._fail(f"{_status(status)}: the server is throttling us{hint}", FAIL_THROTTLED)
         if status >= 400:
             reason = FAIL_HTTP_5XX if status >= 500 else FAIL_HTTP_4XX
-            raise self._fail(f"{_status(status)}: {self._describe(resp)}", reason)
+            # Go's net/http answers plain HTTP on a TLS port with this 400, before any handler runs.
+            hint = " (the server speaks TLS: use an https:// URL)" if _HTTP_TO_HTTPS in resp.body[:99] else ""
+            raise self._fail(f"{_status(status)}: {self._describe(resp)}{hint}", reason)
         if not 200 <= status < 300:
             raise self._fail(f"{_status(status)}: unexpected status, want 200", FAIL_BAD_RESPONSE)
         body = resp.body
@@ -201,7 +204,8 @@ class PrometheusFederateSource:
         if cfg.bearer_token_env is not None:
             return f"check bearer_token_env (${cfg.bearer_token_env})"
         if cfg.basic_auth is not None:
-            return f"check basic_auth (username {cfg.basic_auth.username!r} and its password)"
+            origin = cfg.basic_auth.password().origin  # where the password comes from, never its value
+            return f"check basic_auth (username {cfg.basic_auth.username!r} and its password, {origin})"
         return "no credentials are configured: set bearer_token_file or basic_auth"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.loki_api_fake import NS, FakeLoki, LokiThread
+from tests.servers import wait_until
 
 Labels = tuple[tuple[str, str], ...]
 Entry = tuple[int, Labels, str, Labels]  # (ts, labels, line, structured metadata)
@@ -63,15 +64,17 @@ def central_fleet_entries(loop: LokiThread, central: FakeLoki) -> list[Entry]:
     return [e for e in loop.call(lambda: central.entries(TENANT)) if ("app", "observe") not in e[1]]
 
 
-def wait_for(predicate: Any, timeout: float, message: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+def wait_for_centre(
+    loop: LokiThread, central: FakeLoki, want: Counter[Entry], timeout: float, what: str
+) -> Counter[Entry]:
+    """The centre's fleet entries, counted, once they are the same set as `want`'s. Counts are left to
+    the caller to compare, so an entry stored twice fails with a diff rather than a timeout."""
+    got: Counter[Entry] = wait_until(
+        lambda: (held := Counter(central_fleet_entries(loop, central))) and set(held) == set(want) and held,
+        timeout,
+        message=what,
+    )
+    return got
 
 
 @dataclass

@@ -93,13 +93,8 @@ def test_service_endpoints_json_logs_and_sigterm(tmp_path: Path, fleet: tuple[Se
             assert resp.status == 200
         with urllib.request.urlopen(proc.url + "/readyz", timeout=5) as resp:
             assert resp.status == 200
-
-        def status() -> dict[str, Any]:
-            with urllib.request.urlopen(proc.url + "/status", timeout=5) as resp:
-                return dict(json.loads(resp.read()))
-
         doc = wait_until(
-            lambda: (lambda d: d if d["clusters"]["gone"]["prometheus"]["last_finished"] else None)(status()),
+            lambda: (d := proc.status())["clusters"]["gone"]["prometheus"]["last_finished"] and d,
             15,
             message="a finished cycle in /status",
         )

@@ -9,24 +9,15 @@ import json
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cramjam
-import pytest
 
 from tests import loki_push_pb
 from tests.collector_proc import run_once, write_config
 from tests.e2e.logs_fleet import central_fleet_entries, expected, logs_config, loki_cluster, seed
 from tests.loki_api_fake import NS, FakeLoki, LokiThread, Reply
-
-
-@pytest.fixture
-def loop() -> Iterator[LokiThread]:
-    thread = LokiThread()
-    yield thread
-    thread.close()
 
 
 def _push_protobuf(fake: FakeLoki, labels: str, entries: list[tuple[int, bytes]]) -> None:

@@ -3,29 +3,16 @@ HTTP API (tests/loki_api_fake.py): no Loki server can be installed here."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.collector_proc import start_collector, write_config
 from tests.e2e.logs_fleet import logs_config, loki_cluster, seed
 from tests.loki_api_fake import NS, FakeLoki, LokiThread
 from tests.servers import wait_until
-
-
-@pytest.fixture
-def loop() -> Iterator[LokiThread]:
-    thread = LokiThread()
-    yield thread
-    thread.close()
 
 
 def test_check_probes_each_fake_loki_selector_and_the_central_push(tmp_path: Path, loop: LokiThread) -> None:
@@ -75,13 +62,8 @@ def test_status_shows_each_clusters_logs(tmp_path: Path, loop: LokiThread) -> No
         )
         proc = start_collector(cfg)
         try:
-
-            def status() -> dict[str, Any]:
-                with urllib.request.urlopen(proc.url + "/status", timeout=5) as resp:
-                    return dict(json.loads(resp.read()))
-
             doc = wait_until(
-                lambda: (lambda d: d if d["clusters"]["alpha"]["loki"]["last_finished"] else None)(status()),
+                lambda: (d := proc.status())["clusters"]["alpha"]["loki"]["last_finished"] and d,
                 20,
                 message="a finished logs cycle",
             )

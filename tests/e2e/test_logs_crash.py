@@ -6,33 +6,21 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.collector_proc import start_collector, write_config
 from tests.e2e.logs_fleet import (
     Writer,
-    central_fleet_entries,
     expected,
     logs_config,
     loki_cluster,
     seed,
-    wait_for,
+    wait_for_centre,
 )
 from tests.loki_api_fake import FakeLoki, LokiThread
 
 KILLS = 22
 MAX_SECONDS = 150  # the kill loop's bound; it usually takes ~40s on 2 cores
-
-
-@pytest.fixture
-def loop() -> Iterator[LokiThread]:
-    thread = LokiThread()
-    yield thread
-    thread.close()
 
 
 def test_sigkill_at_random_moments_loses_and_repeats_nothing_with_fake_lokis(
@@ -73,10 +61,8 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing_with_fake_lokis(
             want = expected(backlog + live_a, "alpha", {}, lambda lb: True) + expected(
                 live_b, "beta", {}, lambda lb: True
             )
-            got = wait_for(
-                lambda: (g := Counter(central_fleet_entries(loop, central))) and set(g) == set(want) and g,
-                90,
-                "the centre to hold every entry written during the kills",
+            got = wait_for_centre(
+                loop, central, want, 90, "the centre to hold every entry written during the kills"
             )
             dupes = {e: n for e, n in got.items() if n > 1}
             assert not dupes, f"{len(dupes)} entries stored more than once"

@@ -5,11 +5,7 @@ All Lokis are fake Lokis following Loki's documented HTTP API (tests/loki_api_fa
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.collector_proc import start_collector, write_config
 from tests.e2e.logs_fleet import (
@@ -19,16 +15,10 @@ from tests.e2e.logs_fleet import (
     logs_config,
     loki_cluster,
     seed,
-    wait_for,
+    wait_for_centre,
 )
 from tests.loki_api_fake import FakeLoki, LokiThread
-
-
-@pytest.fixture
-def loop() -> Iterator[LokiThread]:
-    thread = LokiThread()
-    yield thread
-    thread.close()
+from tests.servers import wait_until
 
 
 def test_fake_central_loki_429_then_down_then_up_loses_nothing_and_blocks_no_cluster(
@@ -50,24 +40,24 @@ def test_fake_central_loki_429_then_down_then_up_loses_nothing_and_blocks_no_clu
         try:
             # Phase 1: 429s. Counted per cluster, nothing stored, nothing dropped.
             for cluster in ("alpha", "beta"):
-                wait_for(
+                wait_until(
                     lambda c=cluster: (
                         proc.metric_value("observe_log_throttled_total", cluster=c, endpoint="push") >= 2
                     ),
                     20,
-                    f"{cluster}'s pushes to be throttled",
+                    message=f"{cluster}'s pushes to be throttled",
                 )
             assert central_fleet_entries(loop, central) == []
             # Phase 2: the centre is down.
             loop.stop(central)
             refused = proc.metric_value("observe_send_failures_total", sink="loki_push", reason="unreachable")
-            wait_for(
+            wait_until(
                 lambda: (
                     proc.metric_value("observe_send_failures_total", sink="loki_push", reason="unreachable")
                     > refused + 2
                 ),
                 20,
-                "pushes to be refused",
+                message="pushes to be refused",
             )
             time.sleep(1)
             # Phase 3: back, but slow (a quarter second per push): alpha's 80 records take 20s or more.
@@ -77,14 +67,16 @@ def test_fake_central_loki_429_then_down_then_up_loses_nothing_and_blocks_no_clu
             def has(pred: object) -> bool:
                 return any(pred(e) for e in central_fleet_entries(loop, central))  # type: ignore[operator]
 
-            wait_for(lambda: has(lambda e: ("cluster", "beta") in e[1]), 20, "beta to deliver again")
+            wait_until(
+                lambda: has(lambda e: ("cluster", "beta") in e[1]), 20, message="beta to deliver again"
+            )
             # A fresh beta line reaches the centre within seconds while alpha's backlog is still going in.
             marker = time.time_ns()
             loop.call(lambda: beta.add({"job": "app", "pod": "b1"}, [(marker, "fresh marker line")]))
-            wait_for(
+            wait_until(
                 lambda: has(lambda e: e[2] == "fresh marker line"),
                 10,  # one cycle (1s) + safety_lag (1s) + a push; generous for a loaded CI machine
-                "beta's fresh line despite alpha's backlog",
+                message="beta's fresh line despite alpha's backlog",
             )
             arrived = time.time_ns()
             alpha_now = sum(1 for e in central_fleet_entries(loop, central) if ("cluster", "alpha") in e[1])
@@ -94,11 +86,7 @@ def test_fake_central_loki_429_then_down_then_up_loses_nothing_and_blocks_no_clu
             want = expected(backlog, "alpha", {}, lambda lb: True)
             live.append((marker, (("job", "app"), ("pod", "b1")), "fresh marker line", ()))
             want += expected(live, "beta", {}, lambda lb: True)
-            got = wait_for(
-                lambda: (g := Counter(central_fleet_entries(loop, central))) and set(g) == set(want) and g,
-                90,
-                "everything to arrive",
-            )
+            got = wait_for_centre(loop, central, want, 90, "everything to arrive")
             assert got == want  # nothing lost, nothing twice
             assert proc.metric_value("observe_dropped_samples_total", signal="logs") == 0
             assert proc.metric_value("observe_log_entries_sent_total", cluster="alpha") == len(backlog)

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.collector_proc import run_once, start_collector, write_config
 from tests.e2e.logs_fleet import (
@@ -20,16 +17,10 @@ from tests.e2e.logs_fleet import (
     logs_config,
     loki_cluster,
     seed,
-    wait_for,
+    wait_for_centre,
 )
 from tests.loki_api_fake import NS, FakeLoki, LokiThread
-
-
-@pytest.fixture
-def loop() -> Iterator[LokiThread]:
-    thread = LokiThread()
-    yield thread
-    thread.close()
+from tests.servers import wait_until
 
 
 def test_two_clusters_reach_fake_central_loki_exactly_once_with_cluster_labels(
@@ -68,18 +59,14 @@ def test_two_clusters_reach_fake_central_loki_exactly_once_with_cluster_labels(
                 source_a + live_a, "alpha", {"region": "eu-west-1"}, lambda lb: lb.get("job") == "app"
             )
             want += expected(source_b + live_b, "beta", {}, lambda lb: lb.get("job") in ("app", "batch"))
-            got = wait_for(
-                lambda: (g := Counter(central_fleet_entries(loop, central))) == want and g,
-                60,
-                "the centre to hold every selected entry",
-            )
-            assert max(got.values()) == 1  # exactly once
+            got = wait_for_centre(loop, central, want, 60, "the centre to hold every selected entry")
+            assert got == want and max(got.values()) == 1  # exactly once
             # The counts the collector reports match what arrived.
             n_alpha = sum(1 for e in want if ("cluster", "alpha") in e[1])
-            wait_for(
+            wait_until(
                 lambda: proc.metric_value("observe_log_entries_sent_total", cluster="alpha") == n_alpha,
                 10,
-                "sent",
+                message="sent",
             )
             assert proc.metric_value("observe_log_entries_pulled_total", cluster="alpha") == n_alpha
             assert proc.metric_value("observe_log_entries_sent_total", cluster="beta") == len(want) - n_alpha

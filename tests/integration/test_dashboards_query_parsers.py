@@ -3,8 +3,6 @@ on the expressions written as recording rules), LogQL with Grafana's `@grafana/l
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -14,10 +12,10 @@ import yaml
 from observe.config import Config, load_config
 from observe.generate.dashboards import build_dashboards
 from tests.dashboard_queries import Expr, expressions, substitute
+from tests.lezer_logql import parse_logql
 from tests.servers import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-JS = ROOT / "tests" / "js"
 
 pytestmark = pytest.mark.real_server
 
@@ -57,29 +55,10 @@ def test_promtool_rejects_a_broken_expression(tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
-def _parse_logql(exprs: list[str]) -> list[dict[str, object]]:
-    node = require_binary("node")
-    if not (JS / "node_modules" / "@grafana" / "lezer-logql").is_dir():
-        msg = "tests/js/node_modules is missing: run `npm ci` in tests/js (the README's test command does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    proc = subprocess.run(
-        [node, str(JS / "parse_logql.mjs")],
-        input=json.dumps(exprs),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    results: list[dict[str, object]] = json.loads(proc.stdout)
-    return results
-
-
 def test_every_logql_expression_parses_with_grafanas_grammar(cfg: Config) -> None:
     exprs = _all(cfg, "logql")
     assert len(exprs) >= 8
-    results = _parse_logql([substitute(e.text, cfg) for e in exprs])
+    results = parse_logql([substitute(e.text, cfg) for e in exprs])
     bad = [
         f"{e.dashboard} {e.where}: {e.text}: {r['errors']}"
         for e, r in zip(exprs, results, strict=True)
@@ -89,5 +68,5 @@ def test_every_logql_expression_parses_with_grafanas_grammar(cfg: Config) -> Non
 
 
 def test_lezer_logql_rejects_a_broken_expression() -> None:
-    results = _parse_logql(['sum by (cluster) (rate({cluster=~"a"} [1m])', '{cluster=~"a"} |~ "x"'])
+    results = parse_logql(['sum by (cluster) (rate({cluster=~"a"} [1m])', '{cluster=~"a"} |~ "x"'])
     assert results[0]["errors"] and not results[1]["errors"]

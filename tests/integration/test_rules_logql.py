@@ -4,37 +4,17 @@ No Loki server can be installed here; the grammar is the one Grafana's query edi
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.servers import require_binary
+from tests.lezer_logql import parse_logql
 
 ROOT = Path(__file__).resolve().parents[2]
-JS = ROOT / "tests" / "js"
 
 pytestmark = pytest.mark.real_server
-
-
-def parse_logql(exprs: list[str]) -> list[dict[str, Any]]:
-    node = require_binary("node")
-    if not (JS / "node_modules" / "@grafana" / "lezer-logql").is_dir():
-        msg = "tests/js/node_modules is missing: run `npm ci` in tests/js (the README's test command does)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    done = subprocess.run(
-        [node, "parse_logql.mjs"], cwd=JS, input=json.dumps(exprs), capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    results: list[dict[str, Any]] = json.loads(done.stdout)
-    assert len(results) == len(exprs)
-    return results
 
 
 def _loki_rules() -> list[dict[str, Any]]:

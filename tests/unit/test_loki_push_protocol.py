@@ -128,16 +128,3 @@ def test_truncated_protobuf_is_a_value_error() -> None:
     body = encode_push_request(STREAMS)
     with pytest.raises(ValueError, match="truncated"):
         decode_push_request(body[:-5])
-
-
-@pytest.mark.parametrize(
-    "n", [0, 1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**35, 2**63 - 1, -1]
-)
-def test_unrolled_varint_matches_the_protobuf_library(n: int) -> None:
-    from google.protobuf.internal import encoder
-
-    from observe.protocol.loki_push import _varint
-
-    want: list[bytes] = []
-    (encoder._VarintEncoder() if n >= 0 else encoder._SignedVarintEncoder())(want.append, n, True)
-    assert _varint(n) == b"".join(want)

@@ -27,6 +27,7 @@ from observe.telemetry import (
     FAIL_TOO_LARGE,
     FAIL_UNREACHABLE,
 )
+from tests.fakes import raw_http_server
 
 BODY = (
     "# TYPE up untyped\n"
@@ -94,26 +95,6 @@ def _answer(**response: Any) -> Handler:
         return web.Response(**response)
 
     return handler
-
-
-async def _raw_server(reply: bytes | None) -> tuple[asyncio.Server, str]:
-    """Reads one request, writes `reply` verbatim (None: never answers) and closes: broken HTTP on demand."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            if reply is None:
-                await reader.read()
-            else:
-                writer.write(reply)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 # -- the happy path ---------------------------------------------------------------------------------
@@ -195,7 +176,7 @@ async def test_basic_auth(prom: FakePrometheus, tmp_path: Path) -> None:
     password.write_text("wrong")
     err = await _pull_error(prom.url, basic_auth=BasicAuth(username="alice", password_file=password))
     assert err.reason == FAIL_AUTH
-    assert "check basic_auth (username 'alice' and its password)" in str(err)
+    assert f"check basic_auth (username 'alice' and its password, file {password})" in str(err)
     assert "wrong" not in str(err)
 
 
@@ -261,6 +242,14 @@ async def test_404(prom: FakePrometheus) -> None:
     err = await _pull_error(prom.url)
     assert err.reason == FAIL_HTTP_4XX
     assert str(err).endswith("404 Not Found: '404 page not found'")
+
+
+async def test_plain_http_to_a_tls_port_says_use_https(prom: FakePrometheus) -> None:
+    # Go's net/http (so Prometheus with a web config) answers a plain request on its TLS port so.
+    prom.handler = _answer(status=400, text="Client sent an HTTP request to an HTTPS server.\n")
+    err = await _pull_error(prom.url)
+    assert err.reason == FAIL_HTTP_4XX
+    assert str(err).endswith("(the server speaks TLS: use an https:// URL)")
 
 
 async def test_429_is_throttled(prom: FakePrometheus) -> None:
@@ -332,7 +321,7 @@ async def test_truncated_chunked_body_without_final_newline(prom: FakePrometheus
 
 
 async def test_truncated_body_shorter_than_content_length() -> None:
-    server, url = await _raw_server(
+    server, url = await raw_http_server(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: 1000\r\n\r\nup 1\nup"
     )
     try:
@@ -345,7 +334,7 @@ async def test_truncated_body_shorter_than_content_length() -> None:
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
-    server, url = await _raw_server(None)
+    server, url = await raw_http_server(None)
     try:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -359,7 +348,7 @@ async def test_a_server_that_never_answers_times_out() -> None:
 
 
 async def test_unreachable() -> None:
-    server, url = await _raw_server(b"")
+    server, url = await raw_http_server(b"")
     server.close()
     await server.wait_closed()
     err = await _pull_error(url)
@@ -400,7 +389,7 @@ async def test_probe_refused_credentials(prom: FakePrometheus) -> None:
 
 
 async def test_probe_unreachable() -> None:
-    server, url = await _raw_server(b"")
+    server, url = await raw_http_server(b"")
     server.close()
     await server.wait_closed()
     cfg = PrometheusSourceConfig(url=url)

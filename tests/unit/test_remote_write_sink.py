@@ -26,7 +26,7 @@ from observe.http import new_session
 from observe.model import is_stale_nan
 from observe.protocol import remote_write as rw
 from observe.sinks import Sink
-from observe.sinks.remote_write import RemoteWriteSink, parse_retry_after
+from observe.sinks.remote_write import RemoteWriteSink
 from tests import remote_write_pb as pb
 from tests.servers import free_port, require_binary
 
@@ -361,26 +361,6 @@ async def test_connection_closed_mid_request_is_unreachable(make_sink: SinkFacto
 
 
 # -- helpers and contract ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("0", 0.0),
-        (" 120 ", 120.0),
-        ("1.5", 1.5),
-        ("-3", None),
-        ("soon", None),
-        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),  # RFC 9110 IMF-fixdate
-        ("Wednesday, 21-Oct-15 07:28:10 GMT", 10.0),  # obsolete RFC 850 form
-        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past: no wait
-    ],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    now = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:28:00 GMT").timestamp()
-    assert parse_retry_after(value, now=now) == expected
 
 
 async def test_satisfies_sink_protocol() -> None:

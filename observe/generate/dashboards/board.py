@@ -18,7 +18,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
-from observe.generate.dashboards.panels import PROMETHEUS, Panel
+from observe.generate.dashboards.panels import LOKI_VAR, PROM_VAR, PROMETHEUS, Panel
 from observe.generate.links import DASHBOARD_UIDS, dashboard_url
 
 GRID_WIDTH: Final = 24  # Grafana's grid is 24 columns wide
@@ -85,6 +85,14 @@ def datasource_variable(name: str, kind: str, label: str, default_uid: str) -> s
         .type(kind)
         .current(model.VariableOption(selected=True, text=default_uid, value=default_uid))
     )
+
+
+def datasource_variables(prometheus_uid: str, loki_uid: str) -> list[sdk.DatasourceVariable]:
+    """The `datasource` and `loki_datasource` pickers every dashboard starts with (panels.PROMETHEUS, LOKI)."""
+    return [
+        datasource_variable(PROM_VAR, "prometheus", "Metrics", prometheus_uid),
+        datasource_variable(LOKI_VAR, "loki", "Logs", loki_uid),
+    ]
 
 
 def custom_variable(

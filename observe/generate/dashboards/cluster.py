@@ -12,7 +12,7 @@ from observe.generate.dashboards.board import (
     Grid,
     custom_variable,
     dashboard,
-    datasource_variable,
+    datasource_variables,
     query_variable,
     textbox_variable,
 )
@@ -21,14 +21,14 @@ from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
     BAD,
     HIGH_IS_BAD,
-    LOKI_VAR,
     OK,
-    PROM_VAR,
     WARN,
     ColumnStyle,
+    Panel,
     explore_url,
     logql,
     logs,
+    organize,
     prom,
     stat,
     steps,
@@ -37,6 +37,29 @@ from observe.generate.dashboards.panels import (
     value_text,
 )
 from observe.generate.dashboards.signals import Scope
+
+
+def _pod_list(title: str, expr: str, *, last_column: str) -> Panel:
+    """One row per series of `expr` (an instant query > 0), its labels as columns, the value hidden."""
+    return table(
+        title,
+        [prom(expr, instant=True, table=True)],
+        w=12,
+        transformations=[organize(hide=("Time", "Value"))],
+        styles={last_column: ColumnStyle("string", cell="auto")},
+        sort_by="namespace",
+    )
+
+
+def _explore_link(title: str, expr: str, *, loki: bool) -> sdk.DashboardLink:
+    """A dashboard link opening Explore (in a new tab) on `expr`."""
+    return (
+        sdk.DashboardLink(title)
+        .type(model.DashboardLinkType.LINK)
+        .url(explore_url(expr, loki=loki))
+        .icon("compass")
+        .target_blank(True)
+    )
 
 
 def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
@@ -106,12 +129,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             ],
             w=24,
             h=7,
-            transformations=[
-                model.DataTransformerConfig(
-                    id_val="organize",
-                    options={"excludeByName": {"Time": True}, "renameByName": {"Value": "Series"}},
-                ),
-            ],
+            transformations=[organize(rename={"Value": "Series"})],
             styles={"Series": ColumnStyle("none", cell="auto")},
             sort_by="severity",
         )
@@ -205,44 +223,18 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             w=12,
             bars=True,
         ),
-        table(
+        _pod_list(
             "Pods not running",
-            [
-                prom(
-                    f"sum by (namespace, pod, phase) (kube_pod_status_phase{{{s.sel}, {ns}, "
-                    f'phase=~"Pending|Failed|Unknown"}}) > 0',
-                    instant=True,
-                    table=True,
-                )
-            ],
-            w=12,
-            transformations=[
-                model.DataTransformerConfig(
-                    id_val="organize", options={"excludeByName": {"Time": True, "Value": True}}
-                )
-            ],
-            styles={"phase": ColumnStyle("string", cell="auto")},
-            sort_by="namespace",
+            f"sum by (namespace, pod, phase) (kube_pod_status_phase{{{s.sel}, {ns}, "
+            f'phase=~"Pending|Failed|Unknown"}}) > 0',
+            last_column="phase",
         ),
-        table(
+        _pod_list(
             "Containers crash-looping",
-            [
-                prom(
-                    "sum by (namespace, pod, container) "
-                    f"(kube_pod_container_status_waiting_reason{{{s.sel}, {ns}, "
-                    f'reason="CrashLoopBackOff"}}) > 0',
-                    instant=True,
-                    table=True,
-                )
-            ],
-            w=12,
-            transformations=[
-                model.DataTransformerConfig(
-                    id_val="organize", options={"excludeByName": {"Time": True, "Value": True}}
-                )
-            ],
-            styles={"container": ColumnStyle("string", cell="auto")},
-            sort_by="namespace",
+            "sum by (namespace, pod, container) "
+            f"(kube_pod_container_status_waiting_reason{{{s.sel}, {ns}, "
+            f'reason="CrashLoopBackOff"}}) > 0',
+            last_column="container",
         ),
     )
 
@@ -270,8 +262,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         description="One cluster in depth: status, alerts, control plane, nodes, workloads and logs.",
         tags=["fleet", "cluster"],
         variables=[
-            datasource_variable(PROM_VAR, "prometheus", "Metrics", prometheus_uid),
-            datasource_variable(LOKI_VAR, "loki", "Logs", loki_uid),
+            *datasource_variables(prometheus_uid, loki_uid),
             custom_variable("cluster", "Cluster", s.clusters, multi=False, include_all=False),
             query_variable(
                 "namespace", "Namespace", f"label_values(kube_namespace_status_phase{{{s.sel}}}, namespace)"
@@ -282,15 +273,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ],
         grid=grid,
         extra_links=[
-            sdk.DashboardLink("Explore metrics")
-            .type(model.DashboardLinkType.LINK)
-            .url(explore_url(f'up{{{c}="$cluster"}}', loki=False))
-            .icon("compass")
-            .target_blank(True),
-            sdk.DashboardLink("Explore logs")
-            .type(model.DashboardLinkType.LINK)
-            .url(explore_url(f'{{{c}="$cluster"}}', loki=True))
-            .icon("compass")
-            .target_blank(True),
+            _explore_link("Explore metrics", f'up{{{c}="$cluster"}}', loki=False),
+            _explore_link("Explore logs", f'{{{c}="$cluster"}}', loki=True),
         ],
     )

@@ -13,17 +13,16 @@ from observe.generate.dashboards.board import (
     Grid,
     custom_variable,
     dashboard,
-    datasource_variable,
+    datasource_variables,
 )
 from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
     BAD,
-    LOKI_VAR,
     OK,
-    PROM_VAR,
     WARN,
     Column,
     key_table,
+    legend,
     prom,
     steps,
     timeseries,
@@ -114,7 +113,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Pull duration p99",
-            [prom(_p99("observe_pull_duration_seconds", sel, f"{c}, source"), f"{{{{{c}}}}} {{{{source}}}}")],
+            [prom(_p99("observe_pull_duration_seconds", sel, f"{c}, source"), legend(c, "source"))],
             unit="s",
             w=8,
             thresholds=steps((None, OK), (0.8 * s.interval_s, BAD)),
@@ -128,7 +127,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
                     f"1 - ({_rate('observe_pull_failures_total', sel, f'{c}, source')} or 0 * "
                     f"{_rate('observe_pull_duration_seconds_count', sel, f'{c}, source')})"
                     f" / {_rate('observe_pull_duration_seconds_count', sel, f'{c}, source')}",
-                    f"{{{{{c}}}}} {{{{source}}}}",
+                    legend(c, "source"),
                 )
             ],
             unit="percentunit",
@@ -142,7 +141,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             [
                 prom(
                     _rate("observe_pull_failures_total", sel, f"{c}, source, reason") + " > 0",
-                    f"{{{{{c}}}}} {{{{source}}}} {{{{reason}}}}",
+                    legend(c, "source", "reason"),
                 )
             ],
             unit="ops",
@@ -154,14 +153,14 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
     grid.row("Throughput").add(
         timeseries(
             "Samples pulled per second",
-            [prom(_rate("observe_samples_pulled_total", sel, c), f"{{{{{c}}}}}")],
+            [prom(_rate("observe_samples_pulled_total", sel, c), legend(c))],
             unit="ops",
             w=8,
             stack=True,
         ),
         timeseries(
             "Samples sent per second",
-            [prom(_rate("observe_samples_sent_total", sel, c), f"{{{{{c}}}}}")],
+            [prom(_rate("observe_samples_sent_total", sel, c), legend(c))],
             unit="ops",
             w=8,
             stack=True,
@@ -169,20 +168,20 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Series per cluster",
-            [prom(f"sum by ({c}) (observe_series_pulled{{{sel}}})", f"{{{{{c}}}}}")],
+            [prom(f"sum by ({c}) (observe_series_pulled{{{sel}}})", legend(c))],
             unit="short",
             w=8,
         ),
         timeseries(
             "Log entries pulled per second",
-            [prom(_rate("observe_log_entries_pulled_total", sel, c), f"{{{{{c}}}}}")],
+            [prom(_rate("observe_log_entries_pulled_total", sel, c), legend(c))],
             unit="ops",
             w=8,
             stack=True,
         ),
         timeseries(
             "Log entries sent per second",
-            [prom(_rate("observe_log_entries_sent_total", sel, c), f"{{{{{c}}}}}")],
+            [prom(_rate("observe_log_entries_sent_total", sel, c), legend(c))],
             unit="ops",
             w=8,
             stack=True,
@@ -190,7 +189,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Log read lag",
-            [prom(f"max by ({c}) (observe_log_lag_seconds{{{sel}}})", f"{{{{{c}}}}}")],
+            [prom(f"max by ({c}) (observe_log_lag_seconds{{{sel}}})", legend(c))],
             unit="s",
             w=8,
             thresholds=lag,
@@ -201,7 +200,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
     grid.row("Durable queue").add(
         timeseries(
             "Queue bytes",
-            [prom(f"sum by ({c}, signal) (observe_queue_bytes{{{sel}}})", f"{{{{{c}}}}} {{{{signal}}}}")],
+            [prom(f"sum by ({c}, signal) (observe_queue_bytes{{{sel}}})", legend(c, "signal"))],
             unit="bytes",
             w=8,
             stack=True,
@@ -212,7 +211,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
                 prom(
                     f"sum by ({c}, signal) (observe_queue_bytes{{{sel}}}) / sum by ({c}, signal) "
                     f"(observe_queue_max_bytes{{{sel}}})",
-                    f"{{{{{c}}}}} {{{{signal}}}}",
+                    legend(c, "signal"),
                 )
             ],
             unit="percentunit",
@@ -227,7 +226,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             [
                 prom(
                     f"max by ({c}, signal) (observe_queue_oldest_record_age_seconds{{{sel}}})",
-                    f"{{{{{c}}}}} {{{{signal}}}}",
+                    legend(c, "signal"),
                 )
             ],
             unit="s",
@@ -267,7 +266,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             [
                 prom(
                     _rate("observe_dropped_samples_total", sel, f"{c}, signal, reason") + " > 0",
-                    f"{{{{{c}}}}} {{{{signal}}}} {{{{reason}}}}",
+                    legend(c, "signal", "reason"),
                 )
             ],
             unit="ops",
@@ -282,7 +281,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             [
                 prom(
                     _rate("observe_label_collisions_total", sel, f"{c}, label") + " > 0",
-                    f"{{{{{c}}}}} {{{{label}}}}",
+                    legend(c, "label"),
                 )
             ],
             unit="ops",
@@ -291,13 +290,13 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Dropped by relabel_configs",
-            [prom(_rate("observe_relabel_dropped_series_total", sel, c), f"{{{{{c}}}}}")],
+            [prom(_rate("observe_relabel_dropped_series_total", sel, c), legend(c))],
             unit="ops",
             w=8,
         ),
         timeseries(
             "Unparseable exposition lines",
-            [prom(_rate("observe_exposition_errors_total", sel, c), f"{{{{{c}}}}}")],
+            [prom(_rate("observe_exposition_errors_total", sel, c), legend(c))],
             unit="ops",
             w=8,
             thresholds=steps((None, OK), (0.001, WARN)),
@@ -311,8 +310,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         "and label collisions.",
         tags=["collector"],
         variables=[
-            datasource_variable(PROM_VAR, "prometheus", "Metrics", prometheus_uid),
-            datasource_variable(LOKI_VAR, "loki", "Logs", loki_uid),
+            *datasource_variables(prometheus_uid, loki_uid),
             custom_variable(
                 "cluster", "Cluster", (*s.clusters, s.self_cluster), multi=True, include_all=True
             ),

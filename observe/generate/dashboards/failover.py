@@ -17,18 +17,17 @@ from observe.generate.dashboards.board import (
     Grid,
     custom_variable,
     dashboard,
-    datasource_variable,
+    datasource_variables,
 )
-from observe.generate.dashboards.fleet import detail_link
+from observe.generate.dashboards.fleet import cell_detail_link
 from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
     BAD,
-    LOKI_VAR,
     OK,
-    PROM_VAR,
     WARN,
     Column,
     key_table,
+    legend,
     prom,
     steps,
     table,
@@ -97,11 +96,11 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             description="Could the cluster's failover peers (same "
             + (", ".join(a.failover_pool_labels) or "fleet")
             + ") schedule its workloads? Below 100% they cannot. Clusters without a peer have no row.",
-            key_link=detail_link(s, "${__value.raw}"),
+            key_link=cell_detail_link(s),
         ),
         timeseries(
             "CPU: peers' free capacity / the cluster's requests",
-            [prom(n_minus_1_coverage(s, "cpu"), f"without {{{{{c}}}}}")],
+            [prom(n_minus_1_coverage(s, "cpu"), "without " + legend(c))],
             unit="percentunit",
             w=12,
             thresholds=coverage,
@@ -109,7 +108,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Memory: peers' free capacity / the cluster's requests",
-            [prom(n_minus_1_coverage(s, "memory"), f"without {{{{{c}}}}}")],
+            [prom(n_minus_1_coverage(s, "memory"), "without " + legend(c))],
             unit="percentunit",
             w=12,
             thresholds=coverage,
@@ -137,7 +136,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Share of requests leaving the cluster (5m)",
-            [prom(_ratio(s, R.ISTIO_CROSS_CLUSTER_RATE, R.ISTIO_REQUESTS_RATE), f"{{{{{c}}}}}")],
+            [prom(_ratio(s, R.ISTIO_CROSS_CLUSTER_RATE, R.ISTIO_REQUESTS_RATE), legend(c))],
             unit="percentunit",
             w=12,
             min_val=0,
@@ -148,7 +147,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Cross-cluster error ratio by source cluster (5m)",
-            [prom(_ratio(s, R.ISTIO_CROSS_CLUSTER_ERRORS_RATE, R.ISTIO_CROSS_CLUSTER_RATE), f"{{{{{c}}}}}")],
+            [prom(_ratio(s, R.ISTIO_CROSS_CLUSTER_ERRORS_RATE, R.ISTIO_CROSS_CLUSTER_RATE), legend(c))],
             unit="percentunit",
             w=8,
             thresholds=steps((None, OK), (a.cross_cluster_error_ratio, BAD)),
@@ -180,7 +179,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
     grid.row("Global DNS (k8gb), backups (Velero), GitOps (Argo CD)").add(
         timeseries(
             "GSLB healthy records",
-            [prom(f"sum by ({c}, name) (k8gb_gslb_healthy_records{{{s.sel}}})", f"{{{{{c}}}}} {{{{name}}}}")],
+            [prom(f"sum by ({c}, name) (k8gb_gslb_healthy_records{{{s.sel}}})", legend(c, "name"))],
             unit="none",
             w=8,
             description="DNS records k8gb serves as healthy per GSLB; empty where k8gb is not installed.",
@@ -190,7 +189,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             [
                 prom(
                     f"sum by ({c}) (rate(k8gb_gslb_errors_total{{{s.sel}}}[$__rate_interval]))",
-                    f"{{{{{c}}}}}",
+                    legend(c),
                 )
             ],
             unit="ops",
@@ -202,11 +201,11 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             [
                 prom(
                     f'sum by ({c}) (argocd_app_info{{{s.sel}, sync_status!="Synced"}})',
-                    f"{{{{{c}}}}} out of sync",
+                    legend(c) + " out of sync",
                 ),
                 prom(
                     f'sum by ({c}) (argocd_app_info{{{s.sel}, health_status!="Healthy"}})',
-                    f"{{{{{c}}}}} unhealthy",
+                    legend(c) + " unhealthy",
                 ),
             ],
             unit="none",
@@ -245,7 +244,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
                 ),
             ],
             h=4 + len(s.clusters),
-            key_link=detail_link(s, "${__value.raw}"),
+            key_link=cell_detail_link(s),
         ),
     )
 
@@ -256,8 +255,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         "per cluster.",
         tags=["fleet", "failover"],
         variables=[
-            datasource_variable(PROM_VAR, "prometheus", "Metrics", prometheus_uid),
-            datasource_variable(LOKI_VAR, "loki", "Logs", loki_uid),
+            *datasource_variables(prometheus_uid, loki_uid),
             custom_variable("cluster", "Cluster", s.clusters, multi=True, include_all=True),
         ],
         grid=grid,

@@ -9,20 +9,20 @@ from observe.generate.dashboards.board import (
     Grid,
     custom_variable,
     dashboard,
-    datasource_variable,
+    datasource_variables,
 )
 from observe.generate.dashboards.panels import (
     ANY_IS_BAD,
     BAD,
     HIGH_IS_BAD,
-    LOKI_VAR,
     OK,
-    PROM_VAR,
     WARN,
     Column,
     Link,
+    Panel,
     dashboard_link_url,
     key_table,
+    legend,
     prom,
     stat,
     steps,
@@ -33,56 +33,60 @@ from observe.generate.dashboards.signals import Scope
 REPORTING_MAP = ((0, "Not reporting", BAD), (1, "Reporting", OK))
 
 
-def detail_link(s: Scope, value: str) -> Link:
-    return Link("Cluster detail", dashboard_link_url("cluster", cluster=value))
+def series_detail_link(s: Scope) -> Link:
+    """On a series with the cluster label: opens that cluster's detail."""
+    return Link("Cluster detail", dashboard_link_url("cluster", cluster="${__field.labels." + s.label + "}"))
+
+
+def cell_detail_link(s: Scope) -> Link:
+    """On a table's cluster column (`key_table(key_link=...)`): opens the row's cluster's detail."""
+    return Link("Cluster detail", dashboard_link_url("cluster", cluster="${__value.raw}"))
+
+
+def per_cluster(s: Scope, title: str, expr: str, **options: Any) -> Panel:
+    """A time series per cluster (`expr` keeps the cluster label), each linking to its cluster's detail.
+
+    `options` are `timeseries`' own (unit, w, thresholds, ...).
+    """
+    return timeseries(title, [prom(expr, legend(s.label))], links=[series_detail_link(s)], **options)
+
+
+def _problem_count(title: str, expr: str, *, description: str = "") -> Panel:
+    """A fleet-wide count of broken things: green at 0, red from 1; `or vector(0)` shows 0, not "No
+    data", when there are none."""
+    return stat(
+        title,
+        [prom(f"{expr} or vector(0)")],
+        unit="none",
+        w=4,
+        thresholds=ANY_IS_BAD,
+        description=description,
+    )
 
 
 def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
     c = s.label
-    series_link = detail_link(s, "${__field.labels." + c + "}")
     fresh, commit, errors = sig.freshness_steps(s), sig.commitment_steps(s), sig.error_ratio_steps(s)
     grid = Grid()
 
     grid.row("Fleet at a glance").add(
         stat("Clusters reporting", [prom(f"sum({sig.reporting(s)})")], unit="none", w=4),
-        stat(
+        _problem_count(
             "Clusters not reporting",
-            [prom(f"count(({sig.reporting(s)}) == 0) or vector(0)")],
-            unit="none",
-            w=4,
-            thresholds=ANY_IS_BAD,
+            f"count(({sig.reporting(s)}) == 0)",
             description="Configured clusters whose Prometheus the collector could not pull on its last "
             "cycle.",
         ),
-        stat(
+        _problem_count(
             "Stale clusters",
-            [prom(f"count(({sig.freshness(s)}) > {3 * s.interval_s:g}) or vector(0)")],
-            unit="none",
-            w=4,
-            thresholds=ANY_IS_BAD,
+            f"count(({sig.freshness(s)}) > {3 * s.interval_s:g})",
             description="Clusters whose newest data is older than three pull cycles.",
         ),
-        stat(
-            "Critical alerts firing",
-            [prom(f'sum(ALERTS{{{s.sel}, alertstate="firing", severity="critical"}}) or vector(0)')],
-            unit="none",
-            w=4,
-            thresholds=ANY_IS_BAD,
+        _problem_count(
+            "Critical alerts firing", f'sum(ALERTS{{{s.sel}, alertstate="firing", severity="critical"}})'
         ),
-        stat(
-            "Nodes not ready",
-            [prom(f"sum({sig.nodes_not_ready(s, c)}) or vector(0)")],
-            unit="none",
-            w=4,
-            thresholds=ANY_IS_BAD,
-        ),
-        stat(
-            "Pods crash-looping",
-            [prom(f"sum({sig.crash_looping(s, c)}) or vector(0)")],
-            unit="none",
-            w=4,
-            thresholds=ANY_IS_BAD,
-        ),
+        _problem_count("Nodes not ready", f"sum({sig.nodes_not_ready(s, c)})"),
+        _problem_count("Pods crash-looping", f"sum({sig.crash_looping(s, c)})"),
     )
 
     grid.row("Clusters").add(
@@ -120,7 +124,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             ],
             h=4 + len(s.clusters),
             description="One row per configured cluster; click a cluster name for its detail.",
-            key_link=detail_link(s, "${__value.raw}"),
+            key_link=cell_detail_link(s),
         )
     )
 
@@ -130,119 +134,95 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             [
                 prom(
                     f'sum by ({c}, severity) (ALERTS{{{s.sel}, alertstate="firing"}})',
-                    f"{{{{{c}}}}} {{{{severity}}}}",
+                    legend(c, "severity"),
                 )
             ],
             unit="none",
             w=8,
             bars=True,
             stack=True,
-            links=[series_link],
+            links=[series_detail_link(s)],
         ),
-        timeseries(
-            "API server targets up",
-            [prom(sig.apiserver_up(s, c), f"{{{{{c}}}}}")],
-            unit="percentunit",
-            w=8,
-            min_val=0,
-            max_val=1,
-            links=[series_link],
+        per_cluster(
+            s, "API server targets up", sig.apiserver_up(s, c), unit="percentunit", w=8, min_val=0, max_val=1
         ),
-        timeseries(
+        per_cluster(
+            s,
             "API server 5xx ratio (5m)",
-            [prom(sig.apiserver_5xx_ratio_recorded(s), f"{{{{{c}}}}}")],
+            sig.apiserver_5xx_ratio_recorded(s),
             unit="percentunit",
             w=8,
             thresholds=errors,
             min_val=0,
-            links=[series_link],
         ),
     )
 
     grid.row("Workloads").add(
-        timeseries(
-            "Nodes not ready",
-            [prom(sig.nodes_not_ready(s, c), f"{{{{{c}}}}}")],
-            unit="none",
-            w=8,
-            links=[series_link],
-        ),
-        timeseries(
-            "Pods not running",
-            [prom(sig.pods_not_running(s, c), f"{{{{{c}}}}}")],
-            unit="none",
-            w=8,
-            links=[series_link],
-        ),
-        timeseries(
-            "Containers crash-looping",
-            [prom(s.or_zero(sig.crash_looping(s, c)), f"{{{{{c}}}}}")],
-            unit="none",
-            w=8,
-            links=[series_link],
-        ),
+        per_cluster(s, "Nodes not ready", sig.nodes_not_ready(s, c), unit="none", w=8),
+        per_cluster(s, "Pods not running", sig.pods_not_running(s, c), unit="none", w=8),
+        per_cluster(s, "Containers crash-looping", s.or_zero(sig.crash_looping(s, c)), unit="none", w=8),
     )
 
     grid.row("Capacity").add(
-        timeseries(
+        per_cluster(
+            s,
             "CPU utilisation",
-            [prom(sig.cpu_utilisation(s, c), f"{{{{{c}}}}}")],
+            sig.cpu_utilisation(s, c),
             unit="percentunit",
             w=6,
             thresholds=HIGH_IS_BAD,
             min_val=0,
             max_val=1,
-            links=[series_link],
         ),
-        timeseries(
+        per_cluster(
+            s,
             "Memory utilisation",
-            [prom(sig.memory_utilisation(s, c), f"{{{{{c}}}}}")],
+            sig.memory_utilisation(s, c),
             unit="percentunit",
             w=6,
             thresholds=HIGH_IS_BAD,
             min_val=0,
             max_val=1,
-            links=[series_link],
         ),
-        timeseries(
+        per_cluster(
+            s,
             "CPU requests / allocatable",
-            [prom(sig.requests_commitment_recorded(s, "cpu"), f"{{{{{c}}}}}")],
+            sig.requests_commitment_recorded(s, "cpu"),
             unit="percentunit",
             w=6,
             thresholds=commit,
             min_val=0,
-            links=[series_link],
         ),
-        timeseries(
+        per_cluster(
+            s,
             "Memory requests / allocatable",
-            [prom(sig.requests_commitment_recorded(s, "memory"), f"{{{{{c}}}}}")],
+            sig.requests_commitment_recorded(s, "memory"),
             unit="percentunit",
             w=6,
             thresholds=commit,
             min_val=0,
-            links=[series_link],
         ),
     )
 
     grid.row("Logs").add(
-        timeseries(
+        per_cluster(
+            s,
             "Log volume",
-            [prom(sig.log_rate_recorded(s, errors=False), f"{{{{{c}}}}}")],
+            sig.log_rate_recorded(s, errors=False),
             unit="cps",
             w=12,
             stack=True,
             description="Log lines per second per cluster in the central Loki (5m rate, recorded by the Loki "
             "ruler: cheap for the whole fleet). The Logs dashboard queries Loki itself.",
-            links=[series_link],
         ),
-        timeseries(
+        per_cluster(
+            s,
             "Error log rate",
-            [prom(sig.log_rate_recorded(s, errors=True), f"{{{{{c}}}}}")],
+            sig.log_rate_recorded(s, errors=True),
             unit="cps",
             w=12,
             description=f"Lines matching {sig.ERROR_LINES} per second per cluster (5m rate, recorded by the "
             "Loki ruler).",
-            links=[series_link],
         ),
     )
 
@@ -253,8 +233,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         "capacity, logs.",
         tags=["fleet"],
         variables=[
-            datasource_variable(PROM_VAR, "prometheus", "Metrics", prometheus_uid),
-            datasource_variable(LOKI_VAR, "loki", "Logs", loki_uid),
+            *datasource_variables(prometheus_uid, loki_uid),
             custom_variable("cluster", "Cluster", s.clusters, multi=True, include_all=True),
         ],
         grid=grid,

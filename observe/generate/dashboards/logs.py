@@ -16,16 +16,16 @@ from observe.generate.dashboards.board import (
     Grid,
     custom_variable,
     dashboard,
-    datasource_variable,
+    datasource_variables,
     textbox_variable,
 )
-from observe.generate.dashboards.fleet import detail_link
+from observe.generate.dashboards.fleet import series_detail_link
 from observe.generate.dashboards.panels import (
-    LOKI_VAR,
-    PROM_VAR,
     ColumnStyle,
+    legend,
     logql,
     logs,
+    organize,
     table,
     timeseries,
 )
@@ -43,11 +43,11 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
     grid.row("Volume").add(
         timeseries(
             "Log lines by cluster",
-            [logql(f"sum by ({c}) (rate({stream} [$__auto]))", f"{{{{{c}}}}}")],
+            [logql(f"sum by ({c}) (rate({stream} [$__auto]))", legend(c))],
             unit="cps",
             w=12,
             stack=True,
-            links=[detail_link(s, "${__field.labels." + c + "}")],
+            links=[series_detail_link(s)],
         ),
         timeseries(
             "Log lines by level",
@@ -58,14 +58,14 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
         timeseries(
             "Error lines by cluster",
-            [logql(f"sum by ({c}) (rate({errors} [$__auto]))", f"{{{{{c}}}}}")],
+            [logql(f"sum by ({c}) (rate({errors} [$__auto]))", legend(c))],
             unit="cps",
             w=12,
-            links=[detail_link(s, "${__field.labels." + c + "}")],
+            links=[series_detail_link(s)],
         ),
         timeseries(
             "Bytes by cluster",
-            [logql(f"sum by ({c}) (bytes_rate({stream} [$__auto]))", f"{{{{{c}}}}}")],
+            [logql(f"sum by ({c}) (bytes_rate({stream} [$__auto]))", legend(c))],
             unit="Bps",
             w=12,
             stack=True,
@@ -88,13 +88,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
             transformations=[
                 model.DataTransformerConfig(id_val="labelsToFields", options={"mode": "columns"}),
                 model.DataTransformerConfig(id_val="merge", options={}),
-                model.DataTransformerConfig(
-                    id_val="organize",
-                    options={
-                        "excludeByName": {"Time": True},
-                        "renameByName": {"Value": "Lines", "Value #A": "Lines"},
-                    },
-                ),
+                organize(rename={"Value": "Lines", "Value #A": "Lines"}),
             ],
             styles={"Lines": ColumnStyle("none", cell="auto")},
             sort_by="Lines",
@@ -114,8 +108,7 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         "from the central Loki.",
         tags=["fleet", "logs"],
         variables=[
-            datasource_variable(PROM_VAR, "prometheus", "Metrics", prometheus_uid),
-            datasource_variable(LOKI_VAR, "loki", "Logs", loki_uid),
+            *datasource_variables(prometheus_uid, loki_uid),
             custom_variable(
                 "cluster", "Cluster", s.loki_clusters or s.clusters, multi=True, include_all=True
             ),

@@ -65,6 +65,12 @@ def logql(expr: str, legend: str = "", *, instant: bool = False) -> Query:
     return Query(" ".join(expr.split()), legend, instant=instant, loki=True)
 
 
+def legend(*labels: str) -> str:
+    """A legend naming each series by its values of `labels`: `legend("cluster", "source")` is
+    `{{cluster}} {{source}}`, which Grafana fills in per series."""
+    return " ".join("{{" + label + "}}" for label in labels)
+
+
 def _target(q: Query, ref_id: str) -> cogbuilder.Builder[Any]:
     if q.loki:
         lq = sdk_loki.Dataquery().expr(q.expr).ref_id(ref_id).datasource(LOKI)
@@ -238,11 +244,11 @@ def timeseries(
         b = b.thresholds_style(
             sdk_common.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)
         )
-    b = b.legend(_legend())
+    b = b.legend(_legend_options())
     return Panel(b, w, h)
 
 
-def _legend() -> sdk_common.VizLegendOptions:
+def _legend_options() -> sdk_common.VizLegendOptions:
     return (
         sdk_common.VizLegendOptions()
         .display_mode(common.LegendDisplayMode.TABLE)
@@ -332,18 +338,27 @@ def key_table(
         description=description,
         transformations=[
             model.DataTransformerConfig(id_val="merge", options={}),
-            model.DataTransformerConfig(
-                id_val="organize",
-                options={
-                    "excludeByName": {"Time": True},
-                    "indexByName": {key: 0, **{c.title: i + 1 for i, c in enumerate(columns)}},
-                    "renameByName": rename,
-                },
-            ),
+            organize(rename=rename, order={key: 0, **{c.title: i + 1 for i, c in enumerate(columns)}}),
         ],
         styles=styles,
         sort_by=key,
     )
+
+
+def organize(
+    *,
+    hide: Sequence[str] = ("Time",),
+    rename: dict[str, str] | None = None,
+    order: dict[str, int] | None = None,
+) -> model.DataTransformerConfig:
+    """Grafana's `organize` transformation for a table: hide columns (an instant query's Time by
+    default), rename them, and fix their order."""
+    options: dict[str, Any] = {"excludeByName": {name: True for name in hide}}
+    if order is not None:
+        options["indexByName"] = order
+    if rename is not None:
+        options["renameByName"] = rename
+    return model.DataTransformerConfig(id_val="organize", options=options)
 
 
 def table(
