@@ -90,7 +90,7 @@ class LokiPushSink:
         """Nothing to release: the session belongs to the caller."""
 
     def _classify(
-        self, status: int, headers: Mapping[str, str], body: bytes
+        self, status: int, headers: Mapping[str, str], body: bytes | bytearray
     ) -> RetryableError | PermanentError:
         text = body_snippet(body, _ERROR_CHARS)
         where = f"{self._where}: HTTP {status}" + (f": {text}" if text else "")

@@ -85,7 +85,7 @@ class RemoteWriteSink:
     async def close(self) -> None:
         """Nothing to release: the session belongs to the caller."""
 
-    def _classify(self, status: int, headers: Mapping[str, str], body: bytes) -> SinkError:
+    def _classify(self, status: int, headers: Mapping[str, str], body: bytes | bytearray) -> SinkError:
         where = f"remote write to {self._safe_url}: HTTP {status}"
         text = body.decode("utf-8", errors="replace").strip()[:_ERROR_TEXT_CHARS]
         detail = f": {text}" if text else ""

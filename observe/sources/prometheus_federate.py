@@ -216,7 +216,7 @@ def _status(code: int) -> str:
         return str(code)
 
 
-def _title(body: bytes) -> str:
+def _title(body: bytes | bytearray) -> str:
     m = _TITLE.search(body[:8192])
     if m is None:
         return ""
