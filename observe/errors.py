@@ -2,6 +2,9 @@
 
     ObserveError
      ├── ConfigError            bad config: the CLI exits 2; `problems` lists every one, each with its YAML path
+     ├── TransportError         no usable HTTP response (timeout, refused, TLS, over the size cap); defined
+     │                          in observe/http.py, the one place aiohttp's exceptions are translated, and
+     │                          turned into a SourceError or a RetryableError by the caller
      ├── SourceError            one cluster's pull failed (unreachable, 401, HTML, truncated, too big, timeout)
      │                          -> that cluster's cycle fails, the others go on
      ├── SinkError              a send to the centre failed; carries its own retry decision
