@@ -20,7 +20,7 @@ from rich.table import Table
 from observe import __version__
 from observe.config import Config, load_config
 from observe.errors import ConfigError, ObserveError
-from observe.log_format import setup_logging
+from observe.telemetry.log_format import setup_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

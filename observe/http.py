@@ -38,7 +38,7 @@ from yarl import URL
 from observe import __version__
 from observe.config import HTTPClientConfig, TLSConfig
 from observe.errors import ConfigError, ObserveError
-from observe.telemetry import (
+from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
     FAIL_TIMEOUT,
@@ -83,7 +83,7 @@ _READ_CHUNK = 256 * 1024
 
 
 class TransportError(ObserveError):
-    """No usable HTTP response. `reason` is a FAIL_* constant from observe.telemetry."""
+    """No usable HTTP response. `reason` is a FAIL_* constant from observe.reasons."""
 
     def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason

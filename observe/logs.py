@@ -40,18 +40,18 @@ from observe.http import new_session, safe_url
 from observe.model import Labels
 from observe.protocol.loki_push import Entry, encode_payload, format_labels
 from observe.queue.durable import DurableQueue
-from observe.sinks.delivery import Delivery
-from observe.sinks.loki_push import LokiPushSink
-from observe.sources.log_cursors import Cursor, CursorStore
-from observe.sources.loki import NS, LogEntry, LokiSource, Page
-from observe.telemetry import (
+from observe.reasons import (
     DROP_LABEL_LIMITS,
     DROP_LINE_TOO_LONG,
     DROP_RELABEL,
     FAIL_BAD_SELECTOR,
     FAIL_THROTTLED,
-    Telemetry,
 )
+from observe.sinks.delivery import Delivery
+from observe.sinks.loki_push import LokiPushSink
+from observe.sources.log_cursors import Cursor, CursorStore
+from observe.sources.loki import NS, LogEntry, LokiSource, Page
+from observe.telemetry import Telemetry
 from observe.transform.normalize import Normalizer
 from observe.transform.relabel import Relabeler
 from observe.units import parse_duration

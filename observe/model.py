@@ -7,7 +7,7 @@ per cycle, and tuple creation is ~3x cheaper than a frozen dataclass in CPython 
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Final, Literal
 
 Labels = tuple[tuple[str, str], ...]
 """A label set sorted by name, `__name__` included: (("__name__", "up"), ("cluster", "a"), ...)."""
@@ -23,3 +23,10 @@ STALE_NAN: Final[float] = struct.unpack("<d", STALE_NAN_BYTES)[0]
 def is_stale_nan(value: float) -> bool:
     """True only for the exact staleness-marker bits, not for any other NaN."""
     return struct.pack("<d", value) == STALE_NAN_BYTES
+
+
+Signal = Literal["metrics", "logs"]
+"""What a pipeline carries; the `signal` label of the queue and drop metrics, and a queue directory's name."""
+METRICS: Final[Signal] = "metrics"
+LOGS: Final[Signal] = "logs"
+SIGNALS: Final[tuple[Signal, ...]] = (METRICS, LOGS)

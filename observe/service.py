@@ -29,13 +29,14 @@ from observe.errors import ConfigError, QueueError, SourceError
 from observe.http import new_session
 from observe.logs import ClusterLogs, LogsCycle, logs_delivery, open_logs_queue
 from observe.queue.durable import DurableQueue
-from observe.self_logs import OwnLogsHandler, ship_own_logs, stop_shipping
-from observe.self_metrics import SelfMetricsEncoder
+from observe.reasons import DROP_CORRUPT, DROP_QUEUE_ERROR
 from observe.sinks import Sink
 from observe.sinks.delivery import Delivery
 from observe.sinks.remote_write import RemoteWriteSink
 from observe.sources.prometheus_federate import PrometheusFederateSource
-from observe.telemetry import DROP_CORRUPT, DROP_QUEUE_ERROR, Telemetry
+from observe.telemetry import Telemetry
+from observe.telemetry.own_logs import OwnLogsHandler, ship_own_logs, stop_shipping
+from observe.telemetry.own_metrics import SelfMetricsEncoder
 from observe.transform.normalize import Normalizer
 from observe.transform.relabel import Relabeler
 from observe.transform.series_cache import SeriesCache

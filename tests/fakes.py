@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from observe.errors import RetryableError
-from observe.telemetry import FAIL_HTTP_5XX
+from observe.reasons import FAIL_HTTP_5XX
 
 
 class RecordingSink:

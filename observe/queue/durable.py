@@ -45,7 +45,7 @@ from typing import Final, Literal
 from observe.errors import QueueError
 from observe.queue.cursor import CURSOR_FILE, read_cursor, write_cursor
 from observe.queue.segment import ScanResult, Segment, decode, encode, parse_segment_name, scan
-from observe.telemetry import DROP_CORRUPT, DROP_QUEUE_FULL, DROP_TOO_OLD
+from observe.reasons import DROP_CORRUPT, DROP_QUEUE_FULL, DROP_TOO_OLD
 
 CURSOR_PERSIST_INTERVAL: Final = 0.2  # seconds of acks a crash may re-send; ~5 small writes/s at most
 LOCK_FILE: Final = "lock"

@@ -25,8 +25,9 @@ from typing import Final
 
 from observe.errors import PermanentError, RetryableError, SinkError
 from observe.queue.durable import DurableQueue, Record
+from observe.reasons import DROP_PERMANENT_ERROR, DROP_TOO_OLD, FAIL_INTERNAL
 from observe.sinks import Sink
-from observe.telemetry import DROP_PERMANENT_ERROR, DROP_TOO_OLD, FAIL_INTERNAL, Telemetry
+from observe.telemetry import Telemetry
 
 # A receiver asking for more than 10 minutes is misconfigured; max_age bounds the wait anyway.
 MAX_RETRY_AFTER: Final = 600.0

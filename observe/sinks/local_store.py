@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from observe.errors import PermanentError, RetryableError
 from observe.model import is_stale_nan
 from observe.protocol.remote_write import decode_write_request, decompress
-from observe.telemetry import FAIL_BAD_PAYLOAD, FAIL_IO
+from observe.reasons import FAIL_BAD_PAYLOAD, FAIL_IO
 
 if TYPE_CHECKING:
     import pandas

@@ -21,7 +21,7 @@ from observe.config import LokiPushConfig
 from observe.errors import PermanentError, RetryableError
 from observe.http import TransportError, body_snippet, fetch, parse_retry_after, safe_url
 from observe.protocol.loki_push import payload_body
-from observe.telemetry import (
+from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
     FAIL_HTTP_4XX,

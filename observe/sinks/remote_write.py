@@ -20,7 +20,7 @@ from observe import __version__
 from observe.config import RemoteWriteConfig
 from observe.errors import PermanentError, RetryableError, SinkError
 from observe.http import TransportError, fetch, parse_retry_after, safe_url
-from observe.telemetry import (
+from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
     FAIL_HTTP_4XX,

@@ -46,8 +46,7 @@ from observe.config import LokiSourceConfig
 from observe.errors import ConfigError, SourceError
 from observe.http import Response, TransportError, body_snippet, fetch, safe_url
 from observe.model import Labels
-from observe.sources.log_cursors import Cursor, entry_key
-from observe.telemetry import (
+from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
     FAIL_HTTP_4XX,
@@ -55,6 +54,7 @@ from observe.telemetry import (
     FAIL_THROTTLED,
     FAIL_TOO_LARGE,
 )
+from observe.sources.log_cursors import Cursor, entry_key
 
 __all__ = ["MAX_QUERY_WINDOW", "LogEntry", "LokiProbe", "LokiSource", "Page", "split_selector"]
 

@@ -5,7 +5,7 @@ The answer is the newest sample of every matching series in the text exposition 
 (parsed by `observe.sources.exposition`), with timestamps and with the source's external labels.
 
 A pull either returns the whole body as text or raises `SourceError` whose `reason` is a FAIL_*
-constant of observe.telemetry and whose message names the cluster and says what to check:
+constant of observe.reasons and whose message names the cluster and says what to check:
 
     auth          401/403                     bad_response  HTML or JSON page, unexpected Content-Type,
     throttled     429                                       truncated body, invalid UTF-8, bad HTTP
@@ -31,8 +31,7 @@ from yarl import URL
 from observe.config import PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import Response, TransportError, fetch, redact, safe_url
-from observe.sources.exposition import parse_text
-from observe.telemetry import (
+from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
     FAIL_HTTP_4XX,
@@ -40,6 +39,7 @@ from observe.telemetry import (
     FAIL_THROTTLED,
     FAIL_TOO_LARGE,
 )
+from observe.sources.exposition import parse_text
 
 __all__ = ["ACCEPT", "ProbeResult", "PrometheusFederateSource"]
 

@@ -192,7 +192,7 @@ def test_collector_queries_name_only_metrics_the_collector_exports(
         for e in expressions(d):
             used |= set(re.findall(r"\bobserve_[a-z_]+\b", e.text))
     assert used, "no collector metric is queried"
-    assert used <= exported, f"not exported by observe/telemetry.py: {sorted(used - exported)}"
+    assert used <= exported, f"not exported by observe/telemetry/events.py: {sorted(used - exported)}"
 
 
 def test_committed_dashboards_match_the_generator(

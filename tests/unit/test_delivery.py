@@ -13,15 +13,15 @@ import pytest
 
 from observe.errors import PermanentError, RetryableError
 from observe.queue.durable import DurableQueue, Record
-from observe.sinks.delivery import Delivery
-from observe.telemetry import (
+from observe.reasons import (
     DROP_PERMANENT_ERROR,
     DROP_TOO_OLD,
     FAIL_HTTP_5XX,
     FAIL_INTERNAL,
     FAIL_THROTTLED,
-    Telemetry,
 )
+from observe.sinks.delivery import Delivery
+from observe.telemetry import Telemetry
 from tests.fakes import RecordingSink
 
 MAX_BYTES = 16 * 2**20

@@ -18,7 +18,7 @@ import pytest
 from observe.errors import QueueError
 from observe.queue.durable import DurableQueue, Record
 from observe.queue.segment import FRAME, OVERHEAD
-from observe.telemetry import DROP_CORRUPT, DROP_QUEUE_FULL, DROP_TOO_OLD
+from observe.reasons import DROP_CORRUPT, DROP_QUEUE_FULL, DROP_TOO_OLD
 from tests.unit.queue_writer_proc import check_payload
 
 KiB = 1024

@@ -35,7 +35,7 @@ from observe.http import (
     redact,
     safe_url,
 )
-from observe.telemetry import (
+from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
     FAIL_TIMEOUT,

@@ -15,9 +15,7 @@ from aiohttp import web
 from observe.config import BasicAuth, PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import new_session
-from observe.sources.exposition import parse_text
-from observe.sources.prometheus_federate import ACCEPT, PrometheusFederateSource
-from observe.telemetry import (
+from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
     FAIL_HTTP_4XX,
@@ -27,6 +25,8 @@ from observe.telemetry import (
     FAIL_TOO_LARGE,
     FAIL_UNREACHABLE,
 )
+from observe.sources.exposition import parse_text
+from observe.sources.prometheus_federate import ACCEPT, PrometheusFederateSource
 from tests.fakes import raw_http_server
 
 BODY = (

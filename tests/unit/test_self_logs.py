@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from observe.config import parse_config
-from observe.self_logs import ship_own_logs, stop_shipping
+from observe.telemetry.own_logs import ship_own_logs, stop_shipping
 from tests.loki_api_fake import FakeLoki
 
 

@@ -1,6 +1,6 @@
 """The collector itself: pulls, throughput, the durable queue, sends, drops and label collisions.
 
-Every query reads the self-metrics named in observe/telemetry.py (a test checks each name exists there).
+Every query reads the self-metrics named in observe/telemetry/events.py (a test checks each name exists there).
 Their `cluster` label is the monitored cluster, or `self_cluster` for the collector's own queue.
 """
 

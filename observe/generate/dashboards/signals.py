@@ -3,7 +3,7 @@
 Metric names are the upstream exporters' own, so the dashboards work on any cluster that runs them:
 kube-state-metrics (https://github.com/kubernetes/kube-state-metrics/tree/main/docs/metrics),
 node-exporter, the API server's `apiserver_request_total`, Prometheus' `ALERTS`, and our collector's
-self-metrics (observe/telemetry.py), whose `cluster` label is always the *monitored* cluster (they
+self-metrics (observe/telemetry/events.py), whose `cluster` label is always the *monitored* cluster (they
 arrive centrally with `self_cluster` too, whatever `cluster_label` is).
 
 Where the fleet overview would evaluate a heavy expression for every cluster at once, it reads the
@@ -25,7 +25,7 @@ from observe.generate.rules import recording as R
 from observe.generate.rules.loki import ERROR_LINES as LOKI_ERROR_LINES
 
 INVENTORY: Final = R.CLUSTER_EXPECTED  # one series per configured cluster
-SELF_LABEL: Final = "cluster"  # the label name observe/telemetry.py gives the monitored cluster
+SELF_LABEL: Final = "cluster"  # the label name observe/telemetry/events.py gives the monitored cluster
 
 
 @dataclass(frozen=True)

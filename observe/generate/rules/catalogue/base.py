@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from observe import telemetry
+from observe import reasons
 from observe.config import ClusterConfig, Config
 
 # Drop reasons that lose data; out_of_order is a re-read of a sample already sent, not a loss.
 LOSS_REASONS = (
-    telemetry.DROP_QUEUE_FULL,
-    telemetry.DROP_TOO_OLD,
-    telemetry.DROP_PERMANENT_ERROR,
-    telemetry.DROP_CORRUPT,
+    reasons.DROP_QUEUE_FULL,
+    reasons.DROP_TOO_OLD,
+    reasons.DROP_PERMANENT_ERROR,
+    reasons.DROP_CORRUPT,
 )
 # Present in every collector's self-metrics from start-up (one per configured source).
 COLLECTOR_HEARTBEAT = "observe_source_up"

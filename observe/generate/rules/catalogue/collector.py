@@ -1,4 +1,4 @@
-"""The collector itself (observe/telemetry.py's self-metrics, shipped with `self_cluster`), the central
+"""The collector itself (observe/telemetry/events.py's self-metrics, shipped with `self_cluster`), the central
 pipeline (Thanos Receive, the ruler's alert sender) and the always-firing Watchdog.
 """
 

@@ -1,7 +1,7 @@
 """Inventory and presence: which clusters exist, and is each one's telemetry arriving?
 
 Series: the inventory is generated; presence is the cluster's own `up` (federated); the collector's
-`observe_cluster_up` and `observe_last_success_timestamp_seconds` (observe/telemetry.py).
+`observe_cluster_up` and `observe_last_success_timestamp_seconds` (observe/telemetry/events.py).
 """
 
 from __future__ import annotations

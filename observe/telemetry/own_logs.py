@@ -36,7 +36,7 @@ FLUSH_INTERVAL: Final = 5.0
 REQUEST_TIMEOUT: Final = 5.0
 MAX_BUFFERED: Final = 10_000  # ~5 MB of JSON lines: minutes of a noisy collector, seconds of a runaway one
 
-log = logging.getLogger("observe.self_logs")
+log = logging.getLogger("observe.own_logs")
 
 
 class _TimeoutAdapter(HTTPAdapter):
