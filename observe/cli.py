@@ -69,9 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         if args.command == "run":
-            return _run(load_config(args.config), once=args.once, console=console)
+            return _run(load_config(args.config, for_service=True), once=args.once, console=console)
         if args.command == "check":
-            return _check(load_config(args.config), probe=not args.no_probe, console=console)
+            cfg = load_config(args.config, for_service=True)
+            return _check(cfg, probe=not args.no_probe, console=console)
         if args.command == "demo":
             from observe.demo import run_demo
 
@@ -106,26 +107,18 @@ def _run(cfg: Config, *, once: bool, console: Console) -> int:
     collector = Collector(cfg, serve_http=not once)
     if once:
         report = asyncio.run(collector.run_once())
-        table = Table(title="observe run --once")
-        for col in ("cluster", "up", "series", "samples", "stale", "bad lines", "seconds", "error"):
-            table.add_column(col)
-        for name, c in report.clusters.items():
-            table.add_row(
-                name, "yes" if c.ok else "[red]no[/]", str(c.series), str(c.samples), str(c.stale), str(c.bad_lines),
-                f"{c.duration:.2f}", c.error or "",
-            )  # fmt: skip
-        console.print(table)
-        if report.logs:
-            logs = Table(title="logs")
-            for col in ("cluster", "up", "entries", "pages", "lag s", "seconds", "error"):
-                logs.add_column(col)
-            for name, lc in report.logs.items():
-                lag = "" if lc.lag_seconds is None else f"{lc.lag_seconds:.0f}"
-                logs.add_row(
-                    name, "yes" if lc.ok else "[red]no[/]", str(lc.entries), str(lc.pages), lag,
-                    f"{lc.duration:.2f}", lc.error or "",
+        for signal_name in dict.fromkeys(sig for _, sig in report.outcomes):
+            outcomes = {cluster: o for (cluster, sig), o in report.outcomes.items() if sig == signal_name}
+            figures = list(next(iter(outcomes.values())).figures())
+            table = Table(title=f"observe run --once: {signal_name}")
+            for col in ("cluster", "up", *figures, "seconds", "error"):
+                table.add_column(col)
+            for cluster, o in outcomes.items():
+                shown = ["" if v is None else str(v) for v in o.figures().values()]
+                table.add_row(
+                    cluster, "yes" if o.ok else "[red]no[/]", *shown, f"{o.duration:.2f}", o.error or "",
                 )  # fmt: skip
-            console.print(logs)
+            console.print(table)
         left = {k: v for k, v in report.undelivered.items() if v}
         if left:
             console.print(f"[red]undelivered records left in the queue:[/] {left}")

@@ -1,4 +1,10 @@
-"""`observe check`: probe every endpoint the config names, the way the collector will use it."""
+"""`observe check`: probe every endpoint the config names, the way the collector will use it.
+
+Each source is asked through its own `probe()` (the same request and parsing as a pull cycle: a
+Prometheus body is parsed whole, so bad lines show here rather than in the first run), each sink gets
+one request that stores nothing. Every answer becomes one `ProbeResult`, a row of the check's table.
+URLs are shown by `observe.http.safe_url`: no userinfo, no query (either may hold a credential).
+"""
 
 from __future__ import annotations
 
@@ -11,43 +17,51 @@ import aiohttp
 
 from observe.config import Config, HTTPClientConfig
 from observe.errors import ObserveError
-from observe.http import new_session
+from observe.http import new_session, safe_url
 from observe.protocol.loki_push import encode_payload
 from observe.protocol.remote_write import compress
-from observe.server import redact_url
 from observe.sinks import Sink
 from observe.sinks.loki_push import LokiPushSink
 from observe.sinks.remote_write import RemoteWriteSink
 from observe.sources.loki import LokiSource
-from observe.sources.prometheus_federate import PrometheusFederateSource
+from observe.sources.prometheus_federate import FederateProbe, PrometheusFederateSource
+
+__all__ = ["ProbeResult", "probe_all"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
-    cluster: str
-    endpoint: str
-    url: str
+    """One row of the `observe check` table: one source selector or one sink."""
+
+    cluster: str  # "(central)" for a sink
+    endpoint: str  # "prometheus", "loki", or the sink's name
+    url: str  # without userinfo or query
     ok: bool
-    detail: str
+    detail: str  # what was found, or what failed and what to check
     seconds: float
+
+
+def federate_row(cluster: str, p: FederateProbe) -> ProbeResult:
+    """A Prometheus probe as a row: a failed pull, bad lines or no series at all fail the check."""
+    if p.reason is not None:  # the pull itself failed; `error` says why and what to check
+        ok, detail = False, p.error or p.reason
+    elif p.bad_lines:
+        # The run would count these lines and go on, but a body with bad lines loses those series:
+        # the check says so, with the first one to look at (`error` is "line N: what is wrong").
+        plural = "s" * (p.bad_lines != 1)
+        ok, detail = False, f"{p.series} series match, {p.bad_lines} bad line{plural} (first: {p.error})"
+    elif p.series == 0:
+        ok, detail = False, "reachable, but no series match the selectors"  # a typo in `match`, usually
+    else:
+        ok, detail = True, f"{p.series} series match"
+    return ProbeResult(cluster, "prometheus", p.url, ok, detail, p.duration)
 
 
 async def _probe_prometheus(cfg: Config, name: str) -> ProbeResult:
     prom = cfg.cluster(name).prometheus
     assert prom is not None
-    started = time.monotonic()
     async with new_session(prom) as session:
-        try:
-            body = await PrometheusFederateSource(name, prom, session).pull()
-        except ObserveError as exc:
-            return ProbeResult(
-                name, "prometheus", redact_url(prom.url), False, str(exc), time.monotonic() - started
-            )
-    series = sum(1 for line in body.split("\n") if line and line[0] != "#")
-    detail = f"{series} series match" if series else "reachable, but no series match the selectors"
-    return ProbeResult(
-        name, "prometheus", redact_url(prom.url), series > 0, detail, time.monotonic() - started
-    )
+        return federate_row(name, await PrometheusFederateSource(name, prom, session).probe())
 
 
 async def _probe_loki(cfg: Config, name: str) -> list[ProbeResult]:
@@ -61,7 +75,7 @@ async def _probe_loki(cfg: Config, name: str) -> list[ProbeResult]:
         ProbeResult(
             name,
             "loki",
-            f"{redact_url(loki.url)} {p.selector}",
+            f"{safe_url(loki.url)} {p.selector}",
             p.ok,
             f"{p.entries_last_minute} entries in the last minute" if p.ok else (p.error or "failed"),
             seconds,
@@ -84,20 +98,21 @@ async def _probe_sink(
         else:
             ok, detail = True, "accepted"
         seconds = time.monotonic() - started
-    return ProbeResult("(central)", sink.name, redact_url(cfg.url), ok, detail, seconds)
+    return ProbeResult("(central)", sink.name, safe_url(cfg.url), ok, detail, seconds)
 
 
 async def probe_all(cfg: Config) -> list[ProbeResult]:
-    prometheus = [_probe_prometheus(cfg, c.name) for c in cfg.clusters if c.prometheus is not None]
+    """Every row of the check, sorted by (cluster, endpoint); all probes run concurrently."""
+    probes = [_probe_prometheus(cfg, c.name) for c in cfg.clusters if c.prometheus is not None]
     if (rw := cfg.central.remote_write) is not None:
         # an empty WriteRequest: accepted by every receiver, stores nothing
-        prometheus.append(_probe_sink(rw, lambda session: RemoteWriteSink(rw, session), compress(b"")))
+        probes.append(_probe_sink(rw, lambda session: RemoteWriteSink(rw, session), compress(b"")))
     if (push := cfg.central.loki) is not None:
         # no streams: accepted, stores nothing
         payload = encode_payload([], push.encoding)
-        prometheus.append(_probe_sink(push, lambda session: LokiPushSink(push, session), payload))
+        probes.append(_probe_sink(push, lambda session: LokiPushSink(push, session), payload))
     lokis = [_probe_loki(cfg, c.name) for c in cfg.clusters if c.loki is not None]
-    results = list(await asyncio.gather(*prometheus))
+    results = list(await asyncio.gather(*probes))
     for per_selector in await asyncio.gather(*lokis):
         results.extend(per_selector)
     return sorted(results, key=lambda r: (r.cluster, r.endpoint))

@@ -8,17 +8,17 @@ containers crash-loop, the apiserver answers 5xx: its node's series vanish and g
 for the final cycle its Prometheus stops answering (every series it had gets a staleness marker). One
 cluster's Prometheus already carries a `cluster` external label, which the collector keeps as
 `exported_cluster`: the "collisions" column. Dashboards and rules for the same config are generated
-into `data_dir` when those generators are present.
+into `data_dir`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +30,8 @@ from rich.table import Table
 from observe.config import Config, parse_config
 from observe.demo.fleet import SimulatedCluster
 from observe.demo.serve import SimulatedFleet
+from observe.generate.dashboards import write_dashboards
+from observe.generate.rules import write_rules
 
 __all__ = ["run_demo"]
 
@@ -188,18 +190,19 @@ async def _watch(
                 return False
             if not collector.ready:
                 continue
-            for name, cm in collector.clusters.items():
+            pulling = collector.pulling("metrics")
+            for name, cm in pulling.items():
                 finished = cm.last.finished_at
                 if finished is not None and finished != seen.get(name):
                     seen[name] = finished
                     done[name] = done.get(name, 0) + 1
                     last[name] = cm.last
-            k = min((done.get(name, 0) for name in collector.clusters), default=0)
+            k = min((done.get(name, 0) for name in pulling), default=0)
             while reported < k and reported < cycles:
                 reported += 1
                 progress.update(bar, completed=reported)
                 cells = []
-                for name in collector.clusters:
+                for name in pulling:
                     c = last[name]
                     cells.append(
                         f"{name} [green]{c.series:,} series[/]"
@@ -282,22 +285,18 @@ def _summary(cfg: Config, last: dict[str, Any], *, victim: str, console: Console
 
 
 def _generate(cfg: Config, data_dir: Path, console: Console) -> int:
-    """Dashboards and rules for the demo fleet, when this build has the generators; 1 if one failed."""
+    """Dashboards and rules for the demo fleet; 1 if a generator failed."""
     code = 0
-    for module, func, sub in (
-        ("observe.generate.dashboards", "write_dashboards", "dashboards"),
-        ("observe.generate.rules", "write_rules", "rules"),
-    ):
-        try:
-            fn = getattr(importlib.import_module(module), func)
-        except (ImportError, AttributeError):
-            console.print(f"[yellow]{sub}: skipped, {module}.{func} is not in this build[/]")
-            continue
+    generators: tuple[tuple[Callable[[Config, Path], list[Path]], str], ...] = (
+        (write_dashboards, "dashboards"),
+        (write_rules, "rules"),
+    )
+    for write, sub in generators:
         out = data_dir / sub
         try:
-            paths = fn(cfg, out)
+            paths = write(cfg, out)
         except Exception as exc:  # a generator bug must not hide the demo's results above
-            log.exception("generator failed", extra={"generator": f"{module}.{func}"})
+            log.exception("generator failed", extra={"generator": f"{write.__module__}.{write.__name__}"})
             console.print(f"[red]{sub}: generation failed: {exc}[/]")
             code = 1
             continue

@@ -1,7 +1,7 @@
 """The queue's acknowledged position: the lowest seq not yet acked, in one small file replaced atomically.
 
-Written as tmp file + fsync + rename (POSIX rename(2) replaces atomically), so a crash leaves either the
-old or the new cursor, never half of one. It lags the in-memory position by design (see
+Replaced with observe.atomic_file (temporary file, fsync, rename, fsync of the directory), so a crash
+leaves either the old or the new cursor, never half of one. It lags the in-memory position by design (see
 `durable.CURSOR_PERSIST_INTERVAL`): delivery is at-least-once, and a lagging cursor only re-sends.
 
 Functions here raise plain `OSError`; `durable.py` translates them into `QueueError` at one place.
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Final
+
+from observe.atomic_file import replace_bytes
 
 CURSOR_FILE: Final = "cursor"
 _VERSION: Final = 1
@@ -43,14 +44,6 @@ def read_cursor(directory: Path) -> int:
 
 
 def write_cursor(directory: Path, next_unacked: int, *, sync: bool) -> None:
-    path = directory / CURSOR_FILE
-    tmp = directory / (CURSOR_FILE + ".tmp")
+    """Replace the cursor file (observe.atomic_file); `sync=False` for the queue's `fsync: never`."""
     data = json.dumps({"version": _VERSION, "next_unacked": next_unacked}).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)  # a few dozen bytes: one write is never short on a regular file
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    replace_bytes(directory / CURSOR_FILE, data, sync=sync)

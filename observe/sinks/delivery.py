@@ -170,17 +170,17 @@ class Delivery:
         try:
             await self.sink.send(record.payload)
         except PermanentError as err:
-            self.telemetry.send_duration.labels(sink).observe(time.perf_counter() - start)
+            self.telemetry.send_attempted(sink, time.perf_counter() - start)
             self.queue.ack(record.seq)
             self._drop_permanent(record, err)
             return None
         except SinkError as err:  # RetryableError, or a SinkError without a decision: retry is the safe side
-            self.telemetry.send_duration.labels(sink).observe(time.perf_counter() - start)
+            self.telemetry.send_attempted(sink, time.perf_counter() - start)
             self.telemetry.send_failed(sink, err.reason)
             retry_after = err.retry_after if isinstance(err, RetryableError) else None
             return 0.0 if retry_after is None else retry_after
         except Exception as err:  # a bug in the sink: never end the loop over it, retry like a 5xx
-            self.telemetry.send_duration.labels(sink).observe(time.perf_counter() - start)
+            self.telemetry.send_attempted(sink, time.perf_counter() - start)
             self.telemetry.send_failed(sink, FAIL_INTERNAL)
             if self._first_time(("internal", type(err).__name__, str(err)[:100])):
                 log.exception(
@@ -188,12 +188,10 @@ class Delivery:
                     extra={"cluster": self.cluster, "signal": self.signal, "sink": sink},
                 )
             return 0.0
-        self.telemetry.send_duration.labels(sink).observe(time.perf_counter() - start)
+        self.telemetry.send_attempted(sink, time.perf_counter() - start)
         self.queue.ack(record.seq)
-        self.telemetry.requests_sent.labels(sink).inc()
-        if self.signal == "metrics":
-            self.telemetry.samples_sent.labels(self.cluster, sink).inc(record.count)
-        if self._on_sent is not None:
+        self.telemetry.send_succeeded(sink)
+        if self._on_sent is not None:  # what a record holds (samples, log entries) is its pipeline's to count
             try:
                 self._on_sent(record)
             except Exception:  # the caller's bug: the record is delivered and acked, keep going
@@ -259,9 +257,8 @@ class Delivery:
     def update_gauges(self) -> None:
         """Set the queue gauges from the queue's live state (also called at scrape time)."""
         stats = self.queue.stats()
-        labels = (self.cluster, self.signal)
-        self.telemetry.queue_bytes.labels(*labels).set(stats.bytes)
-        self.telemetry.queue_records.labels(*labels).set(stats.records)
         age = 0.0 if stats.oldest_created is None else max(0.0, self._clock() - stats.oldest_created)
-        self.telemetry.queue_oldest_age.labels(*labels).set(age)
-        self.telemetry.queue_max_bytes.labels(*labels).set(self.queue.max_bytes)
+        self.telemetry.queue_state(
+            self.cluster, self.signal, bytes_=stats.bytes, records=stats.records, oldest_age=age,
+            max_bytes=self.queue.max_bytes,
+        )  # fmt: skip

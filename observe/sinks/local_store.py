@@ -14,10 +14,10 @@ or Spark read as one table:
     stale      bool                     the sample is Prometheus' staleness marker (0x7ff0000000000002)
     timestamp  timestamp[ms, tz=UTC]    the sample time
 
-One `send` writes one file per UTC hour its samples fall in (usually one), each atomically: written
-to a hidden temporary name in the same directory, fsynced, renamed into place, directory fsynced. A
-reader therefore never sees half a file, and a crash leaves at most a `.tmp` file that readers skip
-(pyarrow ignores names starting with `.`). The `<id>` is derived from the payload's content, so a
+One `send` writes one file per UTC hour its samples fall in (usually one), each with
+observe.atomic_file: written to a hidden temporary name in the same directory, fsynced, renamed into
+place, directory fsynced. A reader therefore never sees half a file, and a crash leaves at most a
+`.tmp` file that readers skip (pyarrow ignores names starting with `.`). The `<id>` is derived from the payload's content, so a
 payload sent again (a retry after a failed second hour, or a queue replay after a crash before the
 acknowledgement) rewrites the same files instead of duplicating rows.
 
@@ -34,15 +34,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from observe.atomic_file import replace_with
 from observe.errors import PermanentError, RetryableError
 from observe.model import is_stale_nan
 from observe.protocol.remote_write import decode_write_request, decompress
@@ -148,22 +148,11 @@ class LocalStoreSink:
 
 def _write_atomically(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the directory entry is: fsync the directory too.
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+
+    def write(f: BinaryIO) -> None:
+        pq.write_table(table, f, compression="zstd")
+
+    replace_with(path, write)
 
 
 def _pandas() -> Any:

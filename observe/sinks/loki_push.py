@@ -5,7 +5,8 @@ The body is already encoded (observe/protocol/loki_push.py): snappy-block protob
 `Content-Type: application/x-protobuf` (as Promtail sends it, no Content-Encoding), or JSON with
 `application/json`; the record's tag byte says which. The tenant goes in `X-Scope-OrgID`.
 
-The sink only sends and classifies the reply; retry, backoff and drop accounting are the delivery
+The sink only sends and classifies the reply (observe/replies.py, with Loki's one difference: a refused
+tenant or token is retried slowly, not dropped); retry, backoff and drop accounting are the delivery
 layer's (observe/sinks/delivery.py), the same for every sink. Loki answers 204 on success and plain
 text on errors; that text goes into the error, so the one log line per distinct rejection shows it.
 """
@@ -21,14 +22,8 @@ from observe.config import LokiPushConfig
 from observe.errors import PermanentError, RetryableError
 from observe.http import TransportError, body_snippet, fetch, parse_retry_after, safe_url
 from observe.protocol.loki_push import payload_body
-from observe.reasons import (
-    FAIL_AUTH,
-    FAIL_BAD_RESPONSE,
-    FAIL_HTTP_4XX,
-    FAIL_HTTP_5XX,
-    FAIL_THROTTLED,
-    FAIL_TOO_LARGE,
-)
+from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED
+from observe.replies import LOKI_PUSH, classify
 
 __all__ = ["AUTH_RETRY_FLOOR", "LokiPushSink"]
 
@@ -92,30 +87,20 @@ class LokiPushSink:
     def _classify(
         self, status: int, headers: Mapping[str, str], body: bytes | bytearray
     ) -> RetryableError | PermanentError:
+        """The error for a non-2xx reply, by observe.replies' table with Loki's own 401/403 row."""
+        reply = classify(status, LOKI_PUSH)
         text = body_snippet(body, _ERROR_CHARS)
         where = f"{self._where}: HTTP {status}" + (f": {text}" if text else "")
         retry_after = parse_retry_after(headers.get("Retry-After"))
-        if status == 429:
-            # ingestion rate limit: Loki sheds load; back off at least as long as it asks
-            if self._on_throttled is not None:
-                self._on_throttled()
-            return RetryableError(where, reason=FAIL_THROTTLED, status=status, retry_after=retry_after)
-        if status >= 500:
-            # Loki (or its gateway) failed, not the data: the same body may be accepted later
-            return RetryableError(where, reason=FAIL_HTTP_5XX, status=status, retry_after=retry_after)
-        if status in (401, 403):
-            # The credentials or tenant are refused, not the data: dropping would lose every entry until
-            # someone fixes a token. The backlog stays bounded: the pipeline stops pulling at half a queue
-            # and the cluster's own Loki keeps the rest.
-            return RetryableError(
-                where, reason=FAIL_AUTH, status=status, retry_after=max(retry_after or 0.0, AUTH_RETRY_FLOOR)
-            )
-        if status == 413:
-            # over the server's body limit: lower logs.push_batch_bytes
-            return PermanentError(where, reason=FAIL_TOO_LARGE, status=status)
-        if 400 <= status < 500:
-            # the entries themselves are refused (too old, too far behind, line too long, bad labels);
-            # Loki has stored the valid entries of the request already
-            return PermanentError(where, reason=FAIL_HTTP_4XX, status=status)
-        # 1xx/3xx: a redirect or a proxy in the way; a POST must not be silently re-sent elsewhere
-        return PermanentError(f"{where} (not a Loki push reply)", reason=FAIL_BAD_RESPONSE, status=status)
+        if reply.reason == FAIL_THROTTLED and self._on_throttled is not None:
+            self._on_throttled()  # ingestion rate limit: counted per cluster by the service
+        elif reply.reason == FAIL_AUTH:
+            # A person or a token rotation fixes a refused credential: no faster than AUTH_RETRY_FLOOR.
+            # The backlog stays bounded: the pipeline stops pulling at half a queue and the cluster's own
+            # Loki keeps the rest.
+            retry_after = max(retry_after or 0.0, AUTH_RETRY_FLOOR)
+        elif reply.reason == FAIL_BAD_RESPONSE:
+            # a redirect or a proxy in the way; a POST must not be silently re-sent elsewhere
+            where += " (not a Loki push reply)"
+        # (400: Loki has stored the request's valid entries already; 413: lower logs.push_batch_bytes)
+        return reply.error(where, status=status, retry_after=retry_after)

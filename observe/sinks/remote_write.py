@@ -6,28 +6,24 @@ Spec: https://prometheus.io/docs/concepts/remote_write_spec/ (remote write 1.0).
 
 The sink only sends: the payload is already encoded and compressed (observe.protocol.remote_write), and
 retry, backoff and queueing wrap every sink the same way in the delivery layer. `send` does exactly one
-request and classifies the reply by raising `RetryableError` or `PermanentError`, as Prometheus'
-`storage/remote/client.go` does: 5xx and 429 are recoverable, every other non-2xx is not.
+request and classifies the reply by raising `RetryableError` or `PermanentError` by the one table in
+observe/replies.py, as Prometheus' `storage/remote/client.go` does: 5xx and 429 are recoverable, every
+other non-2xx is not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 import aiohttp
 
 from observe import __version__
 from observe.config import RemoteWriteConfig
-from observe.errors import PermanentError, RetryableError, SinkError
+from observe.errors import RetryableError, SinkError
 from observe.http import TransportError, fetch, parse_retry_after, safe_url
-from observe.reasons import (
-    FAIL_AUTH,
-    FAIL_BAD_RESPONSE,
-    FAIL_HTTP_4XX,
-    FAIL_HTTP_5XX,
-    FAIL_THROTTLED,
-    FAIL_TOO_LARGE,
-)
+from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TOO_LARGE
+from observe.replies import classify
 
 __all__ = ["RemoteWriteSink"]
 
@@ -37,6 +33,13 @@ __all__ = ["RemoteWriteSink"]
 _ERROR_TEXT_CHARS = 512
 # Receivers answer with an empty body or a line of text; 1 MiB bounds a misbehaving proxy's page.
 _MAX_RESPONSE_BYTES = 2**20
+# What the message adds after "HTTP <status>" for a reason (5xx and other 4xx: the receiver's text says it).
+_SAYS: Final = {
+    FAIL_THROTTLED: " (throttled)",  # Thanos/Mimir limits: the delivery layer backs off
+    FAIL_AUTH: " (unauthorized)",  # wrong credentials for this receiver or tenant
+    FAIL_TOO_LARGE: " (request too large)",  # lower max_samples_per_send
+    FAIL_BAD_RESPONSE: ": not a remote-write receiver reply",  # a 1xx/3xx: something else is in the way
+}
 
 
 class RemoteWriteSink:
@@ -86,33 +89,11 @@ class RemoteWriteSink:
         """Nothing to release: the session belongs to the caller."""
 
     def _classify(self, status: int, headers: Mapping[str, str], body: bytes | bytearray) -> SinkError:
-        where = f"remote write to {self._safe_url}: HTTP {status}"
+        """The error for a non-2xx reply: the decision and reason from observe.replies, the message here."""
+        reply = classify(status)
+        where = f"remote write to {self._safe_url}: HTTP {status}{_SAYS.get(reply.reason, '')}"
         text = body.decode("utf-8", errors="replace").strip()[:_ERROR_TEXT_CHARS]
         detail = f": {text}" if text else ""
-        retry_after = parse_retry_after(headers.get("Retry-After"))
-        if status == 429:
-            # the receiver sheds load (Thanos/Mimir limits): back off at least as long as it asks
-            return RetryableError(
-                f"{where} (throttled){detail}", reason=FAIL_THROTTLED, status=status, retry_after=retry_after
-            )
-        if 500 <= status < 600:
-            # the receiver failed, not the data: the same request may succeed later
-            return RetryableError(
-                f"{where}{detail}", reason=FAIL_HTTP_5XX, status=status, retry_after=retry_after
-            )
-        if status in (401, 403):
-            # credentials are wrong for this receiver/tenant: resending the same request cannot help
-            return PermanentError(f"{where} (unauthorized){detail}", reason=FAIL_AUTH, status=status)
-        if status == 413:
-            # the batch is over the receiver's size limit: lower max_samples_per_send
-            return PermanentError(
-                f"{where} (request too large){detail}", reason=FAIL_TOO_LARGE, status=status
-            )
-        if 400 <= status < 500:
-            # 400/409: the receiver rejected the data itself (out of order, bad labels); it never will
-            return PermanentError(f"{where}{detail}", reason=FAIL_HTTP_4XX, status=status)
-        # 1xx/3xx left after aiohttp's redirect handling: something in the way is not a remote-write receiver
-        return PermanentError(
-            f"{where}: not a remote-write receiver reply{detail}", reason=FAIL_BAD_RESPONSE, status=status
+        return reply.error(
+            where + detail, status=status, retry_after=parse_retry_after(headers.get("Retry-After"))
         )
-

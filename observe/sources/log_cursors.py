@@ -1,14 +1,14 @@
 """Where each (cluster, selector) stands in its Loki: durable cursors for `query_range` tailing.
 
 A cursor is the next query's `start` (inclusive, ns) and the keys of the entries *at exactly that
-nanosecond* already emitted, so the next page can skip them (see `observe/logs.py` for the rule). The
+nanosecond* already emitted, so the next page can skip them (see `observe/sources/loki.py` for the rule). The
 keys are 128-bit BLAKE2b digests of (stream labels, timestamp, line, structured metadata): 34 bytes of
 JSON each, so even 10,000 entries sharing one nanosecond make a ~340 KB file, and a collision (2^-64
 for a billion entries) is out of reach.
 
 One small JSON file per (cluster, selector) under `<data_dir>/log_cursors/<cluster>/`, named by a hash
-of the selector (the selector itself is inside, for people). Written as tmp file + fsync + rename +
-fsync of the directory, so a crash leaves the old or the new cursor, never half of one. A changed
+of the selector (the selector itself is inside, for people). Replaced with observe.atomic_file, so a
+crash leaves the old or the new cursor, never half of one. A changed
 selector is a new cursor: it starts from `logs.start_from`.
 """
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from observe.atomic_file import replace_bytes
 from observe.errors import QueueError
 from observe.model import Labels
 
@@ -108,7 +109,6 @@ class CursorStore:
     def save(self, selector: str, cursor: Cursor) -> None:
         """Replace the cursor atomically and durably."""
         path = self.path(selector)
-        tmp = path.with_suffix(".tmp")
         doc = {
             "version": _VERSION,
             "cluster": self.cluster,
@@ -118,19 +118,6 @@ class CursorStore:
         }
         data = json.dumps(doc, separators=(",", ":")).encode()
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # the rename itself must survive a power cut, not only the file's bytes
-            finally:
-                os.close(dir_fd)
+            replace_bytes(path, data)
         except OSError as exc:
             raise QueueError(f"log cursor {path}: cannot write: {exc.strerror}") from exc

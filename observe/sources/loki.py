@@ -25,8 +25,9 @@ A query range never exceeds `MAX_QUERY_WINDOW`, under Loki's `max_query_length` 
 Loki configured with less says so with a 400 (`the query time range exceeds the limit`), and the window
 is halved until it fits.
 
-Errors: 429 and 5xx and transport errors raise SourceError (the cycle stops, the cursors stay, the next
-cycle retries); 401/403 SourceError(auth); a 400 about the query is a ConfigError naming the selector.
+Errors: every non-2xx reply raises SourceError with observe/replies.py's reason (429 throttled, 5xx,
+401/403 auth, ...) and transport errors theirs: the cycle stops, the cursors stay, the next cycle
+retries. A 400 about the query is a ConfigError naming the selector.
 """
 
 from __future__ import annotations
@@ -46,14 +47,8 @@ from observe.config import LokiSourceConfig
 from observe.errors import ConfigError, SourceError
 from observe.http import Response, TransportError, body_snippet, fetch, safe_url
 from observe.model import Labels
-from observe.reasons import (
-    FAIL_AUTH,
-    FAIL_BAD_RESPONSE,
-    FAIL_HTTP_4XX,
-    FAIL_HTTP_5XX,
-    FAIL_THROTTLED,
-    FAIL_TOO_LARGE,
-)
+from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TOO_LARGE
+from observe.replies import classify
 from observe.sources.log_cursors import Cursor, entry_key
 
 __all__ = ["MAX_QUERY_WINDOW", "LogEntry", "LokiProbe", "LokiSource", "Page", "split_selector"]
@@ -337,7 +332,9 @@ class LokiSource:
                 new = cap if cap and cap < limit else limit // 2
                 why = f"this Loki's max_entries_limit_per_query is {cap}"
             except SourceError as exc:
-                if exc.reason != FAIL_TOO_LARGE:
+                # Only a body over MAX_PAGE_BYTES (observe.http's too_large) shrinks with the page; a 413
+                # status to a GET is a proxy's doing and would only be asked again, smaller.
+                if exc.reason != FAIL_TOO_LARGE or not isinstance(exc.__cause__, TransportError):
                     raise
                 new = limit // 2
                 why = f"a page of {limit} entries passed {MAX_PAGE_BYTES} bytes"
@@ -368,27 +365,25 @@ class LokiSource:
         return f"cluster {self.cluster}: loki {what} at {safe_url(self._base)}"
 
     def _check(self, resp: Response, selector: str) -> None:
-        """Raise for a non-2xx reply; each branch says why it is (or is not) worth retrying."""
+        """Raise for a non-2xx reply, by observe.replies' table: the cycle stops, the next one retries."""
         status = resp.status
         if 200 <= status < 300:
             return
         text = _snippet(resp)
-        where = f"{self._where('query')}: HTTP {status}"
-        if status == 429:
-            # "too many outstanding requests": the querier is saturated; the next cycle tries again
-            raise SourceError(f"{where} (throttled): {text}", reason=FAIL_THROTTLED)
-        if status >= 500:
-            # Loki (or a proxy in front of it) failed, not the query: the next cycle tries again
-            raise SourceError(f"{where}: {text}", reason=FAIL_HTTP_5XX)
-        if status in (401, 403):
-            hint = " (set clusters[].loki.tenant: this Loki has auth_enabled)" if "no org id" in text else ""
-            raise SourceError(f"{where} (unauthorized){hint}: {text}", reason=FAIL_AUTH)
         if status == 400:
-            # the query itself is wrong: a config problem, never fixed by retrying
+            # the table's permanent 4xx, and here the query itself is wrong: a config problem naming it
             raise ConfigError(
                 f"cluster {self.cluster}: loki selector {selector!r} rejected by Loki (HTTP 400): {text}"
             )
-        raise SourceError(f"{where}: {text}", reason=FAIL_HTTP_4XX)
+        reply = classify(status)
+        says = ""
+        if reply.reason == FAIL_THROTTLED:
+            says = " (throttled)"  # "too many outstanding requests": the querier is saturated
+        elif reply.reason == FAIL_AUTH:
+            says = " (unauthorized)"
+            if "no org id" in text:
+                says += " (set clusters[].loki.tenant: this Loki has auth_enabled)"
+        raise SourceError(f"{self._where('query')}: HTTP {status}{says}: {text}", reason=reply.reason)
 
     def _json_data(self, resp: Response, what: str) -> Any:
         try:

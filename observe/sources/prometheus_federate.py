@@ -2,15 +2,17 @@
 
 API: `GET <url>/federate?match[]=<selector>&match[]=...`, https://prometheus.io/docs/prometheus/latest/federation/
 The answer is the newest sample of every matching series in the text exposition format 0.0.4
-(parsed by `observe.sources.exposition`), with timestamps and with the source's external labels.
+(parsed by `observe.protocol.exposition`), with timestamps and with the source's external labels.
 
 A pull either returns the whole body as text or raises `SourceError` whose `reason` is a FAIL_*
 constant of observe.reasons and whose message names the cluster and says what to check:
 
     auth          401/403                     bad_response  HTML or JSON page, unexpected Content-Type,
-    throttled     429                                       truncated body, invalid UTF-8, bad HTTP
-    http_4xx/5xx  other error status          too_large     over `max_response_bytes`
+    throttled     429                                       truncated body, invalid UTF-8, bad HTTP, 1xx/3xx
+    http_4xx/5xx  other error status          too_large     over `max_response_bytes`, or a 413
     timeout, unreachable, tls                 (from observe.http)
+
+(the status rows are observe/replies.py's table, shared with every source and sink).
 
 Truncation matters most: the format ends every line with `\\n`, so a non-empty body whose last byte
 is not `\\n` was cut short (a proxy timeout, a restart mid-body). Accepting it would make the missing
@@ -31,17 +33,11 @@ from yarl import URL
 from observe.config import PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import Response, TransportError, fetch, redact, safe_url
-from observe.reasons import (
-    FAIL_AUTH,
-    FAIL_BAD_RESPONSE,
-    FAIL_HTTP_4XX,
-    FAIL_HTTP_5XX,
-    FAIL_THROTTLED,
-    FAIL_TOO_LARGE,
-)
-from observe.sources.exposition import parse_text
+from observe.protocol.exposition import parse_text
+from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TOO_LARGE
+from observe.replies import classify
 
-__all__ = ["ACCEPT", "ProbeResult", "PrometheusFederateSource"]
+__all__ = ["ACCEPT", "FederateProbe", "PrometheusFederateSource"]
 
 ACCEPT = "text/plain;version=0.0.4"
 """Ask for the text format: Prometheus would otherwise be free to negotiate protobuf."""
@@ -51,8 +47,8 @@ _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """What `observe check` shows for one cluster's Prometheus."""
+class FederateProbe:
+    """One pull parsed whole, for `observe check` (observe/probe.py turns it into a row of its table)."""
 
     cluster: str
     url: str  # the federate URL, without userinfo or query
@@ -61,7 +57,7 @@ class ProbeResult:
     series: int  # samples parsed from the answer
     bad_lines: int  # lines that did not parse
     duration: float  # seconds, the pull and the parse
-    error: str | None = None
+    error: str | None = None  # why the pull failed, or the first bad line: "line 4: <what is wrong>"
     reason: str | None = None  # a FAIL_* constant when the pull failed
 
     @property
@@ -99,7 +95,7 @@ class PrometheusFederateSource:
             raise SourceError(f"cluster {self.cluster!r}: {exc}", reason=exc.reason) from exc
         return self._text(resp)
 
-    async def probe(self) -> ProbeResult:
+    async def probe(self) -> FederateProbe:
         """Pull once and parse it all, for `observe check`; never raises SourceError."""
         start = time.monotonic()
         shown = safe_url(self.url)
@@ -109,7 +105,7 @@ class PrometheusFederateSource:
             # A TransportError means no usable answer, except a body cut short or over the cap.
             no_answer = isinstance(exc.__cause__, TransportError)
             reachable = not no_answer or exc.reason in (FAIL_BAD_RESPONSE, FAIL_TOO_LARGE)
-            return ProbeResult(
+            return FederateProbe(
                 cluster=self.cluster,
                 url=shown,
                 reachable=reachable,
@@ -121,7 +117,7 @@ class PrometheusFederateSource:
                 reason=exc.reason,
             )
         samples, errors = await asyncio.to_thread(parse_text, text)  # ~1 s of CPU for 100k series
-        return ProbeResult(
+        return FederateProbe(
             cluster=self.cluster,
             url=shown,
             reachable=True,
@@ -139,21 +135,20 @@ class PrometheusFederateSource:
 
     def _text(self, resp: Response) -> str:
         status = resp.status
-        if status in (401, 403):
-            raise self._fail(
-                f"{_status(status)}: the server refused our credentials; {self._auth_hint()}", FAIL_AUTH
-            )
-        if status == 429:
-            after = resp.headers.get("Retry-After")
-            hint = f" (Retry-After: {after[:40]})" if after else ""
-            raise self._fail(f"{_status(status)}: the server is throttling us{hint}", FAIL_THROTTLED)
-        if status >= 400:
-            reason = FAIL_HTTP_5XX if status >= 500 else FAIL_HTTP_4XX
-            # Go's net/http answers plain HTTP on a TLS port with this 400, before any handler runs.
-            hint = " (the server speaks TLS: use an https:// URL)" if _HTTP_TO_HTTPS in resp.body[:99] else ""
-            raise self._fail(f"{_status(status)}: {self._describe(resp)}{hint}", reason)
         if not 200 <= status < 300:
-            raise self._fail(f"{_status(status)}: unexpected status, want 200", FAIL_BAD_RESPONSE)
+            reply = classify(status)  # the decision and reason are observe.replies'; the words are ours
+            if reply.reason == FAIL_AUTH:
+                what = f"the server refused our credentials; {self._auth_hint()}"
+            elif reply.reason == FAIL_THROTTLED:
+                after = resp.headers.get("Retry-After")
+                what = "the server is throttling us" + (f" (Retry-After: {after[:40]})" if after else "")
+            elif reply.reason == FAIL_BAD_RESPONSE:
+                what = "unexpected status, want 200"  # 1xx/3xx: not a Prometheus answering
+            else:
+                # Go's net/http answers plain HTTP on a TLS port with this 400, before any handler runs.
+                tls = _HTTP_TO_HTTPS in resp.body[:99]
+                what = self._describe(resp) + (" (the server speaks TLS: use an https:// URL)" if tls else "")
+            raise self._fail(f"{_status(status)}: {what}", reply.reason)
         body = resp.body
         ctype = resp.content_type
         first = body[:1024].lstrip()[:1]

@@ -6,7 +6,8 @@ alerts (rules/) and dashboards (dashboards/) query them, so rename nothing witho
 
 Labels: `cluster` is always the *monitored* cluster (or the management cluster's `self_cluster` name
 for the collector's own queue); `signal` is `metrics` or `logs`; `source` is `prometheus` or `loki`;
-`reason` is one of the constants below, never a free-form string.
+`reason` is one of the constants of `observe.reasons`, never a free-form string. Nothing outside this
+module calls `.labels()` on a metric: every count goes through an event here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from observe import __version__
+from observe.model import LOGS, METRICS
 from observe.reasons import (
     DROP_LABEL_LIMITS,
     DROP_LINE_TOO_LONG,
@@ -188,25 +190,40 @@ class Telemetry:
             registry=r,
         )
 
-    # -- events -----------------------------------------------------------------------------------
-    def pull_succeeded(self, cluster: str, source: str, *, duration: float, series: int, at: float) -> None:
+    # -- events: pulls ---------------------------------------------------------------------------
+    def pull_succeeded(self, cluster: str, source: str, *, duration: float, at: float) -> None:
+        """Any source's pull finished (what it brought is counted by the signal's own event)."""
         self.pull_duration.labels(cluster, source).observe(duration)
         self.source_up.labels(cluster, source).set(1)
-        if source == "prometheus":
-            self.cluster_up.labels(cluster).set(1)
-            self.series_pulled.labels(cluster).set(series)
-            self.samples_pulled.labels(cluster).inc(series)
         self.last_success.labels(cluster, source).set(at)
 
     def pull_failed(self, cluster: str, source: str, *, duration: float, reason: str, message: str) -> None:
         self.pull_duration.labels(cluster, source).observe(duration)
         self.pull_failures.labels(cluster, source, reason).inc()
         self.source_up.labels(cluster, source).set(0)
-        if source == "prometheus":
-            self.cluster_up.labels(cluster).set(0)
         log.warning(
             "pull failed", extra={"cluster": cluster, "source": source, "reason": reason, "error": message}
         )
+
+    def metrics_pulled(
+        self, cluster: str, *, series: int, queued: int, stale: int, relabel_dropped: int
+    ) -> None:
+        """A metrics cycle queued `queued` fresh samples of `series` series (and `stale` markers)."""
+        self.cluster_up.labels(cluster).set(1)
+        self.series_pulled.labels(cluster).set(series)
+        self.samples_pulled.labels(cluster).inc(series)
+        self.samples_queued.labels(cluster).inc(queued)
+        self.stale_markers.labels(cluster).inc(stale)
+        self.relabel_dropped.labels(cluster).inc(relabel_dropped)
+
+    def metrics_unreachable(self, cluster: str, *, stale: int) -> None:
+        """A metrics cycle failed: the cluster is down for the centre, its series marked stale."""
+        self.cluster_up.labels(cluster).set(0)
+        self.stale_markers.labels(cluster).inc(stale)
+
+    def label_collision(self, cluster: str, label: str) -> None:
+        """A series or stream already had a label observe sets: theirs moved to exported_<label>."""
+        self.label_collisions.labels(cluster, label).inc()
 
     def exposition_error(self, cluster: str, lineno: int, message: str) -> None:
         self.exposition_errors.labels(cluster).inc()
@@ -226,9 +243,31 @@ class Telemetry:
             extra={"cluster": cluster, "signal": signal, "reason": reason, "count": count, "detail": detail},
         )
 
+    # -- events: sends and queues -------------------------------------------------------------------
+    def send_attempted(self, sink: str, seconds: float) -> None:
+        """One request to a sink finished, whatever its answer."""
+        self.send_duration.labels(sink).observe(seconds)
+
+    def send_succeeded(self, sink: str) -> None:
+        self.requests_sent.labels(sink).inc()
+
     def send_failed(self, sink: str, reason: str) -> None:
+        """A send to be retried (each retry counts)."""
         self.send_failures.labels(sink, reason).inc()
 
+    def samples_delivered(self, cluster: str, sink: str, count: int) -> None:
+        self.samples_sent.labels(cluster, sink).inc(count)
+
+    def queue_state(
+        self, cluster: str, signal: str, *, bytes_: int, records: int, oldest_age: float, max_bytes: int
+    ) -> None:
+        """The queue gauges, set from the queue's live state."""
+        self.queue_bytes.labels(cluster, signal).set(bytes_)
+        self.queue_records.labels(cluster, signal).set(records)
+        self.queue_oldest_age.labels(cluster, signal).set(oldest_age)
+        self.queue_max_bytes.labels(cluster, signal).set(max_bytes)
+
+    # -- events: logs -------------------------------------------------------------------------------
     def logs_pulled(self, cluster: str, *, entries: int, body_bytes: int) -> None:
         self.log_entries_pulled.labels(cluster).inc(entries)
         self.log_bytes_pulled.labels(cluster).inc(body_bytes)
@@ -247,8 +286,8 @@ class Telemetry:
         """Counted only: the source already logged the gap with its selector and nanosecond."""
         self.log_pagination_gaps.labels(cluster).inc(count)
 
-    def init_logs(self, cluster: str) -> None:
-        """Create the cluster's logs series at 0 (see `init_cluster`)."""
+    # -- series created at 0, so `rate()` and absence checks work from the first scrape -------------
+    def init_logs(self, cluster: str, *, source: str) -> None:
         for metric in (
             self.log_entries_pulled, self.log_bytes_pulled, self.log_entries_sent, self.log_bytes_sent,
             self.log_lag, self.log_pagination_gaps,
@@ -256,22 +295,19 @@ class Telemetry:
             metric.labels(cluster)
         for endpoint in ("query", "push"):
             self.log_throttled.labels(cluster, endpoint)
-        self.source_up.labels(cluster, "loki")
-        self.pull_failures.labels(cluster, "loki", FAIL_UNREACHABLE)
+        self.source_up.labels(cluster, source)
+        self.pull_failures.labels(cluster, source, FAIL_UNREACHABLE)
         reasons = (DROP_QUEUE_FULL, DROP_TOO_OLD, DROP_PERMANENT_ERROR, DROP_LINE_TOO_LONG, DROP_LABEL_LIMITS)
         for reason in reasons:
-            self.dropped_samples.labels(cluster, "logs", reason)
+            self.dropped_samples.labels(cluster, LOGS, reason)
 
-    def init_cluster(self, cluster: str, *, sources: tuple[str, ...], sink: str) -> None:
-        """Create every per-cluster series at 0 so `rate()` and absence checks work from the first scrape."""
-        for source in sources:
-            self.source_up.labels(cluster, source)
-            self.pull_failures.labels(cluster, source, FAIL_UNREACHABLE)
-        if "prometheus" in sources:
-            self.cluster_up.labels(cluster)
-            self.samples_pulled.labels(cluster)
-            self.exposition_errors.labels(cluster)
-            self.stale_markers.labels(cluster)
-            self.samples_sent.labels(cluster, sink)
-            for reason in (DROP_QUEUE_FULL, DROP_TOO_OLD, DROP_PERMANENT_ERROR):
-                self.dropped_samples.labels(cluster, "metrics", reason)
+    def init_metrics(self, cluster: str, *, source: str, sink: str) -> None:
+        self.source_up.labels(cluster, source)
+        self.pull_failures.labels(cluster, source, FAIL_UNREACHABLE)
+        self.cluster_up.labels(cluster)
+        self.samples_pulled.labels(cluster)
+        self.exposition_errors.labels(cluster)
+        self.stale_markers.labels(cluster)
+        self.samples_sent.labels(cluster, sink)
+        for reason in (DROP_QUEUE_FULL, DROP_TOO_OLD, DROP_PERMANENT_ERROR):
+            self.dropped_samples.labels(cluster, METRICS, reason)

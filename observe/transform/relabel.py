@@ -4,10 +4,12 @@ Upstream: model/relabel/relabel.go (https://github.com/prometheus/prometheus/blo
 documented at https://prometheus.io/docs/prometheus/2.42/configuration/configuration/#relabel_config.
 
 `RelabelConfig` validates like Prometheus' `UnmarshalYAML` (first problem wins, as there), each message
-naming its field. Two deliberate differences, both where 2.42 would fail the whole scrape instead:
-`lowercase`, `uppercase`, `keepequal` and `dropequal` need a plain label name as `target_label` (2.42
-accepts `$1` there, then writes a label literally named `$1`; later versions reject it at load too), and
-a series that a `labelmap` leaves with an invalid label name is dropped on its own.
+naming its field. A YAML scalar in a string field (`regex: 200`, `target_label: yes`) is its text, as
+Prometheus' yaml.v2 reads it (the loader keeps the text as written). Two deliberate differences, both
+where 2.42 would fail the whole scrape instead: `lowercase`, `uppercase`, `keepequal` and `dropequal`
+need a plain label name as `target_label` (2.42 accepts `$1` there, then writes a label literally named
+`$1`; later versions reject it at load too), and a series that a `labelmap` leaves with an invalid label
+name is dropped on its own.
 
 `Relabeler` precompiles a rule list and applies it to one label set (`dict`, empty value == absent, as
 in Prometheus' labels.Builder). Regexes are Go RE2 syntax, translated by `observe.transform.goregexp`.
@@ -15,6 +17,7 @@ in Prometheus' labels.Builder). Regexes are Go RE2 syntax, translated by `observ
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -45,8 +48,24 @@ _DEFAULTS: Final[dict[str, object]] = {
 }
 
 
+def _text(value: Any) -> Any:
+    """A YAML scalar read into a string field as Prometheus (yaml.v2) reads it: as a string, whatever its
+    YAML 1.1 type (`regex: 200`, `separator: 0`, `target_label: true`), and null as the empty string.
+    The loader passes a file's scalars as written (`1.50` stays "1.50", `yes` stays "yes"); a Python value
+    (a dict given to `parse_config`) has no text left, so it is spelled as YAML would write it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | datetime.date):
+        return str(value)
+    return value
+
+
 def _action(value: Any) -> Any:
     # Prometheus lowercases the action before matching it (Action.UnmarshalYAML).
+    if value is not None:  # `action: ~` stays refused: Prometheus says "relabel action cannot be empty"
+        value = _text(value)
     if isinstance(value, str):
         if value.lower() not in ACTIONS:
             raise ValueError(f"unknown relabel action {value!r}; one of: {', '.join(ACTIONS)}")
@@ -54,8 +73,9 @@ def _action(value: Any) -> Any:
     return value
 
 
-def _regex(value: Any) -> Any:
-    return "" if value is None else value  # `regex: null` is the empty regex, as in Prometheus
+Text = Annotated[str, BeforeValidator(_text)]
+TEXT_FIELDS: Final = frozenset({"separator", "target_label", "regex", "replacement", "action"})
+"""The string fields (besides `source_labels`' items) whose YAML scalars the loader passes as written."""
 
 
 class RelabelConfig(BaseModel):
@@ -63,13 +83,22 @@ class RelabelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source_labels: list[str] = Field(default_factory=list)
-    separator: str = _DEFAULT_SEPARATOR
-    target_label: str = ""
-    regex: Annotated[str, BeforeValidator(_regex)] = _DEFAULT_REGEX
+    source_labels: list[Text] = Field(default_factory=list)
+    separator: Text = _DEFAULT_SEPARATOR
+    target_label: Text = ""
+    regex: Text = _DEFAULT_REGEX  # `regex: null` is the empty regex, as in Prometheus
     modulus: int = Field(default=0, ge=0, lt=2**64)
-    replacement: str = _DEFAULT_REPLACEMENT
+    replacement: Text = _DEFAULT_REPLACEMENT
     action: Annotated[Action, BeforeValidator(_action)] = "replace"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        # yaml.v2 leaves a null source_labels nil and a null modulus 0: both as if not given (labeldrop
+        # and labelkeep refuse a *given* source_labels, even an empty one).
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in ("source_labels", "modulus")}
+        return data
 
     @field_validator("source_labels")
     @classmethod

@@ -29,7 +29,7 @@ from observe.protocol.remote_write import (
     sample_frame,
     series_prefix,
 )
-from observe.sources.exposition import ExpositionError, parse_series, parse_timestamp, parse_value, split_line
+from observe.protocol.exposition import ExpositionError, parse_series, parse_timestamp, parse_value, split_line
 from observe.transform.normalize import Normalizer
 
 # Entry layout, a list for speed (attribute access on a slotted object costs ~2x an index here):
@@ -39,7 +39,7 @@ from observe.transform.normalize import Normalizer
 #   [3] length of the tag+length head at the start of [0] (the labels follow it)
 #   [4] the sample-field length [0]'s length was computed for (see `series_prefix`)
 _PREFIX, _LAST_TS, _SEEN, _HEAD_LEN, _FRAME_LEN = 0, 1, 2, 3, 4
-_NEVER: Final = -(2**63)
+_NEVER: Final = -(2**63) - 1  # older than every int64 timestamp: a sample at int64's minimum is news
 _USUAL_FRAME_LEN: Final = sample_frame(1_700_000_000_000)[2]  # every ms timestamp from 2001 to 2286
 
 # Timestamp text -> (ms, sample bytes before the value, after it, sample field length). Federation
@@ -77,21 +77,6 @@ def _set_prefix(entry: list[object], labels: bytes, frame_len: int) -> bytes:
 
 def _labels_of(entry: list[object]) -> bytes:
     return entry[_PREFIX][entry[_HEAD_LEN] :]  # type: ignore[index,no-any-return]
-
-
-def _value(text: str) -> float:
-    """`parse_value`'s semantics at `float()`'s speed: float() alone also takes `1_000`, and takes
-    out-of-range numbers as ±Inf where Prometheus refuses them, so those shapes go to the strict parser."""
-    if "_" in text:
-        return parse_value(text)
-    value = float(text)
-    if value - value != 0.0:  # NaN or ±Inf: let the strict parser decide what the text really was
-        return parse_value(text)
-    return value
-
-
-def _timestamp(text: str) -> int:
-    return parse_timestamp(text) if "_" in text else int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,21 +126,40 @@ class SeriesCache:
         in_request = 0
         series = unchanged = dropped = bad = 0
         for lineno, line in _numbered_lines(body):
-            if not line or line[0] == "#":
+            if not line:
                 continue
-            # Hot path: federation writes `series value timestamp` with single spaces, and a cache hit
-            # proves the split right (a cached key is a whole, valid series text). Anything else takes
-            # the careful path through the exposition parser.
+            if line[0] == "#":
+                if len(line) > 6 and (line[1] == " " or line[1] == "\t"):  # maybe HELP or TYPE: check it
+                    try:
+                        split_line(line)
+                    except ExpositionError as exc:
+                        bad += 1
+                        if self._on_bad_line is not None:
+                            self._on_bad_line(lineno, str(exc))
+                continue
+            # Hot path: federation writes `series value timestamp` with single spaces. A cache hit proves
+            # the series text right (a cached key is a whole, valid series text) and the value and
+            # timestamp caches hold only texts parse_value and parse_timestamp took, so a line passing
+            # all three reads exactly as split_line would read it. The texts are parsed only on a miss.
             head, _, ts_text = line.rpartition(" ")
             key, _, value_text = head.rpartition(" ")
             entry = entries_get(key)
+            if entry is not None:
+                try:
+                    frame = frames_get(ts_text) or self._frame(ts_text)
+                    packed = values_get(value_text) or self._value(value_text)
+                except ExpositionError:
+                    entry = None  # a tab or a CR after all (`1 2\t`): the careful path decides
             try:
                 if entry is None:
+                    # The careful path: the exposition parser splits the line and is the judge of it.
                     split = split_line(line)
                     if split is None:
                         continue
                     key, value_text, ts_or_none = split
                     ts_text = ts_or_none if ts_or_none is not None else str(now_ms)
+                    frame = frames_get(ts_text) or self._frame(ts_text)
+                    packed = values_get(value_text) or self._value(value_text)
                     entry = entries_get(key)
                     if entry is None:
                         entry = self._prepare(key)
@@ -166,11 +170,9 @@ class SeriesCache:
                 if prefix is None:
                     dropped += 1
                     continue
-                frame = frames_get(ts_text) or self._frame(ts_text)
                 if frame[0] <= entry[_LAST_TS]:  # type: ignore[operator]
                     unchanged += 1  # the source has not scraped it again: re-sending would be a duplicate
                     continue
-                packed = values_get(value_text) or self._value(value_text)
                 if entry[_FRAME_LEN] != frame[3]:  # a timestamp of another varint size: rare
                     prefix = _set_prefix(entry, _labels_of(entry), frame[3])
                 parts += (prefix, frame[1], packed, frame[2])  # type: ignore[arg-type]
@@ -194,7 +196,7 @@ class SeriesCache:
         return CycleBatch(payloads, series, fresh + stale, stale, unchanged, dropped, bad)
 
     def _frame(self, ts_text: str) -> tuple[int, bytes, bytes, int]:
-        ts = _timestamp(ts_text)
+        ts = parse_timestamp(ts_text)
         before, after, frame_len = sample_frame(ts)
         if len(self._frames) >= _TEXT_CACHE_MAX:
             self._frames.clear()
@@ -202,7 +204,7 @@ class SeriesCache:
         return frame
 
     def _value(self, value_text: str) -> bytes:
-        packed = pack_double(_value(value_text))
+        packed = pack_double(parse_value(value_text))
         if len(self._values) >= _TEXT_CACHE_MAX:
             self._values.clear()
         self._values[value_text] = packed

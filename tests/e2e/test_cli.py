@@ -3,10 +3,12 @@ JSON logs and SIGTERM, against a real "cluster" Prometheus and a real central re
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from tests.collector_proc import start_collector, write_config
 from tests.e2e.test_metrics_path import Exporter, base_config, cluster_prometheus
+from tests.e2e.test_tls_auth_real_prometheus import row, squeeze
 from tests.servers import Server, free_port, prom_query, start_prometheus, wait_until
 
 pytestmark = pytest.mark.real_server
@@ -71,6 +74,71 @@ def test_check_probes_every_endpoint_and_fails_on_a_dead_one(
     central = next(line for line in out.splitlines() if "remote_write" in line)
     assert "ok" in central and "accepted" in central
     assert TOKEN not in out + done.stderr
+
+
+FEDERATE_WITH_A_BAD_LINE = (
+    "# TYPE up untyped\n"
+    'up{instance="a:9100",job="node"} 1 1700000000000\n'
+    'up{instance="b:9100",job="node"} 1 1700000000000\n'
+    "broken{ 1\n"
+)
+
+
+@pytest.fixture
+def bad_federate() -> Iterator[str]:
+    """A "Prometheus" whose /federate body has one bad line (a real one never serves one: a proxy or an
+    exporter passed through can); its base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = FEDERATE_WITH_A_BAD_LINE.encode()
+            self.send_response(200 if self.path.startswith("/federate?") else 404)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_check_parses_the_federate_body_and_fails_on_bad_lines(
+    tmp_path: Path, fleet: tuple[Server, Server], bad_federate: str
+) -> None:
+    src, centre = fleet
+    alpha = {"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s"}}
+    broken = {"name": "broken", "prometheus": {"url": bad_federate, "timeout": "3s"}}
+    receiver = centre.url + "/api/v1/write"
+    good = observe(
+        "check", "-c", str(write_config(tmp_path / "good.yaml", base_config(tmp_path, [alpha], receiver)))
+    )
+    assert good.returncode == 0, good.stdout + good.stderr  # the baseline: the real Prometheus parses clean
+    done = observe(
+        "check",
+        "-c",
+        str(write_config(tmp_path / "bad.yaml", base_config(tmp_path, [alpha, broken], receiver))),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # the bad line alone fails the check
+    alpha_cells, broken_cells = row(done.stdout, "alpha"), row(done.stdout, "broken")
+    assert alpha_cells[3] == "ok", alpha_cells
+    # cluster, endpoint, url, result, detail, seconds (each cell's wrapped lines joined, spaces removed)
+    assert broken_cells[1:5] == [
+        "prometheus",
+        squeeze(f"{bad_federate}/federate"),  # the URL probed, without its match[] query
+        "FAIL",
+        squeeze("2 series match, 1 bad line (first: line 4: missing '}' in the labels of 'broken')"),
+    ], broken_cells
+    rows = done.stdout.splitlines()
+    central = next(r for r in rows if "remote_write" in r)
+    assert "ok" in central and "accepted" in central
 
 
 def test_check_rejects_a_bad_config_with_exit_2(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from observe.config import PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import fetch, new_session
 from observe.reasons import FAIL_HTTP_4XX
-from observe.sources.exposition import parse_text
+from observe.protocol.exposition import parse_text
 from observe.sources.prometheus_federate import PrometheusFederateSource
 from tests.servers import Server, prom_query, start_prometheus, wait_until
 

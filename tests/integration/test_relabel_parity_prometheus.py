@@ -3,13 +3,15 @@
 Normalizer (job and instance stamped as target labels) plus Relabeler compute from the same series.
 
 One extra job carries static target labels that collide with the exposed ones, to check the
-`exported_` renaming of observe.transform.normalize against Prometheus' own.
+`exported_` renaming of observe.transform.normalize against Prometheus' own. The YAML-scalar jobs give
+both sides the same YAML text (Prometheus in prometheus.yml, observe through `load_config`), so what
+each reads `regex: yes` or `replacement: 1.50` as is compared too, not just the engine.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 
+from observe.config import load_config
 from observe.transform.normalize import Normalizer
 from observe.transform.relabel import ACTIONS, RelabelConfig, Relabeler
 from tests.servers import Server, get_json, prom_query, start_prometheus, wait_until
@@ -42,6 +45,10 @@ SERIES: list[tuple[str, dict[str, str]]] = [
     (
         "collide",
         {"cluster": "c1", "exported_cluster": "c0", "region": "r", "job": "j", "instance": "their:1"},
+    ),
+    (
+        "flags",
+        {"enabled": "yes", "tls": "true", "ratio": "1.0", "at": "12:30", "day": "2001-01-01", "on": "1"},
     ),
 ]
 VERSION_RE = r"(\d+)\.(\d+)\.(\d+)(?:-(\w+))?"
@@ -175,6 +182,29 @@ RULE_SETS: list[tuple[str, list[dict[str, Any]]]] = [
     ),
     ("drop everything", [{"source_labels": ["__name__"], "regex": ".+", "action": "drop"}]),
 ]
+# Rule lists as YAML text, unquoted as a user writes them: every one has scalars PyYAML types (bool, int,
+# float, sexagesimal 12:30, octal 010, date, null) where Prometheus' yaml.v2 keeps the text.
+SCALAR_RULE_SETS: list[tuple[str, str]] = [
+    (
+        "YAML ints and floats in regex and replacement",
+        "[{source_labels: [code], regex: 200, target_label: ok, replacement: 1},"
+        " {source_labels: [ratio], regex: 1.0, target_label: ratio_text, replacement: 1.50},"
+        " {source_labels: [code], regex: 404, action: drop}]",
+    ),
+    (
+        "YAML booleans, sexagesimal, dates, hex, octal; a boolean target_label and separator 0",
+        "[{source_labels: [enabled], regex: yes, target_label: on, replacement: off},"
+        " {source_labels: [tls], regex: true, target_label: true, replacement: false},"
+        " {source_labels: [at], regex: 12:30, target_label: noon, replacement: 0x1F},"
+        " {source_labels: [day], regex: 2001-01-01, target_label: dated, replacement: 010},"
+        " {source_labels: [on, true], separator: 0, target_label: joined}]",
+    ),
+    (
+        "YAML null separator and replacement",
+        "[{source_labels: [enabled, tls], separator: ~, target_label: glued},"
+        " {source_labels: [code], regex: 500, target_label: code, replacement: ~}]",
+    ),
+]
 COLLISION_JOB = "collision"
 COLLISION_TARGET_LABELS = {"cluster": "ours", "exported_cluster": "ours2", "region": "eu"}
 
@@ -222,9 +252,9 @@ LabelSets = set[frozenset[tuple[str, str]]]
 
 
 def ours(
-    job: str, instance: str, rules: list[dict[str, Any]], static: dict[str, str] | None = None
+    job: str, instance: str, rules: Sequence[RelabelConfig], static: dict[str, str] | None = None
 ) -> LabelSets:
-    relabeler = Relabeler([RelabelConfig.model_validate(r) for r in rules]) if rules else None
+    relabeler = Relabeler(rules) if rules else None
     normalizer = Normalizer(
         cluster_label="job",
         cluster=job,
@@ -237,6 +267,19 @@ def ours(
         if result is not None:
             out.add(frozenset(result.items()))
     return out
+
+
+def validated(rules: list[dict[str, Any]]) -> list[RelabelConfig]:
+    return [RelabelConfig.model_validate(r) for r in rules]
+
+
+def loaded(tmp_path: Path, rules_yaml: str) -> list[RelabelConfig]:
+    """`rules_yaml` as observe reads it from a config file."""
+    path = tmp_path / "observe.yaml"
+    path.write_text(
+        f"clusters: [{{name: a, prometheus: {{url: 'http://x'}}}}]\nrelabel_configs: {rules_yaml}\n"
+    )
+    return load_config(path).relabel_configs
 
 
 def theirs(prom: Server, job: str) -> LabelSets:
@@ -252,9 +295,14 @@ def _show(sets: LabelSets) -> str:
 
 def test_relabel_matches_prometheus(tmp_path: Path, exporter: str) -> None:
     jobs = [f"parity_{i}" for i in range(len(RULE_SETS))]
+    scalar_jobs = [f"scalars_{i}" for i in range(len(SCALAR_RULE_SETS))]
     scrape_configs = [
         {"job_name": job, "static_configs": [{"targets": [exporter]}], "metric_relabel_configs": rules}
         for job, (_, rules) in zip(jobs, RULE_SETS, strict=True)
+    ]
+    scrape_configs += [
+        {"job_name": job, "static_configs": [{"targets": [exporter]}], "metric_relabel_configs": f"RAW_{job}"}
+        for job in scalar_jobs
     ]
     scrape_configs.append(
         {
@@ -263,9 +311,14 @@ def test_relabel_matches_prometheus(tmp_path: Path, exporter: str) -> None:
         }
     )
     config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": scrape_configs}
-    prom = start_prometheus(tmp_path / "prometheus", yaml.safe_dump(config, allow_unicode=True))
+    config_yaml = yaml.safe_dump(config, allow_unicode=True)
+    for job, (_, rules_yaml) in zip(scalar_jobs, SCALAR_RULE_SETS, strict=True):
+        # The rule text verbatim: dumping the parsed rules would write `yes` back as `true`, 1.50 as 1.5.
+        assert config_yaml.count(f"metric_relabel_configs: RAW_{job}\n") == 1
+        config_yaml = config_yaml.replace(f"RAW_{job}\n", f"{rules_yaml}\n")
+    prom = start_prometheus(tmp_path / "prometheus", config_yaml)
     try:
-        every_job = {*jobs, COLLISION_JOB}
+        every_job = {*jobs, *scalar_jobs, COLLISION_JOB}
 
         def all_scraped() -> bool:
             # `up` is written after the scrape's own samples are committed: once it is 1, they are stored.
@@ -281,8 +334,12 @@ def test_relabel_matches_prometheus(tmp_path: Path, exporter: str) -> None:
             raise AssertionError(f"jobs not scraped: {errors}\n{prom.log_tail()}") from None
 
         failures = []
-        cases: list[tuple[str, str, list[dict[str, Any]], dict[str, str] | None]] = [
-            (job, desc, rules, None) for job, (desc, rules) in zip(jobs, RULE_SETS, strict=True)
+        cases: list[tuple[str, str, list[RelabelConfig], dict[str, str] | None]] = [
+            (job, desc, validated(rules), None) for job, (desc, rules) in zip(jobs, RULE_SETS, strict=True)
+        ]
+        cases += [
+            (job, desc, loaded(tmp_path, rules_yaml), None)
+            for job, (desc, rules_yaml) in zip(scalar_jobs, SCALAR_RULE_SETS, strict=True)
         ]
         cases.append(
             (COLLISION_JOB, "exported_ renaming of colliding target labels", [], COLLISION_TARGET_LABELS)
@@ -298,6 +355,10 @@ def test_relabel_matches_prometheus(tmp_path: Path, exporter: str) -> None:
         # The table is only as good as what it exercises: every action, and drops as well as keeps.
         actions = {RelabelConfig.model_validate(r).action for _, rules in RULE_SETS for r in rules}
         assert actions == set(ACTIONS)
-        assert any(not ours(j, exporter, r) for j, (_, r) in zip(jobs, RULE_SETS, strict=True))
+        assert any(not ours(j, exporter, validated(r)) for j, (_, r) in zip(jobs, RULE_SETS, strict=True))
+        # ...and every scalar rule set has values PyYAML would not have read as the text written.
+        for _, rules_yaml in SCALAR_RULE_SETS:
+            typed = [v for rule in yaml.safe_load(rules_yaml) for v in rule.values()]
+            assert any(not isinstance(v, str | list) for v in typed), rules_yaml
     finally:
         prom.stop()

@@ -4,10 +4,14 @@ its YAML path; good configs load with their defaults; secrets never leak into er
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from observe.config import load_config, parse_config
+import observe.config
+from observe.cli import main
+from observe.config import load_config, parse_config, require_service_config, service_problems
 from observe.errors import ConfigError
 from observe.secrets import Secret
 
@@ -38,6 +42,9 @@ EXPECTED: dict[str, list[str]] = {
     "no_source.yaml": ["clusters[0]: give at least one of prometheus or loki"],
     "bad_cluster_name.yaml": ["clusters[0].name: cluster names are letters, digits"],
     "top_level_list.yaml": ["the top level must be a mapping of keys"],
+    "remote_write_backoff.yaml": [
+        "central.remote_write: need 0 < min_backoff <= max_backoff, got 1m and 30s"
+    ],
 }
 
 
@@ -155,3 +162,98 @@ def test_file_secret_is_reread_when_rotated(tmp_path: Path) -> None:
 def test_example_config_loads() -> None:
     cfg = load_config(Path(__file__).parent.parent.parent / "deploy" / "observe.example.yaml")
     assert [c.name for c in cfg.clusters] == ["prod-eu-1", "prod-us-1", "edge-onprem-1"]
+
+
+@pytest.mark.parametrize(
+    ("section", "backoff", "message"),
+    [
+        ("remote_write", {"min_backoff": "0s"}, "central.remote_write: need 0 < min_backoff <= max_backoff"),
+        ("remote_write", {"max_backoff": "100ms"}, "got 500ms and 100ms"),
+        ("loki", {"min_backoff": "2m"}, "central.loki: need 0 < min_backoff <= max_backoff, got 2m and 30s"),
+    ],
+)
+def test_backoff_pairs_are_checked_at_load(section: str, backoff: dict[str, str], message: str) -> None:
+    # Before, a bad remote-write pair passed the loader and the delivery layer failed with a traceback.
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {
+                "clusters": [{"name": "a", "prometheus": {"url": "http://x"}}],
+                "central": {section: {"url": "http://127.0.0.1:1/push", **backoff}},
+            }
+        )
+    assert any(message in p for p in info.value.problems), info.value.problems
+
+
+def _one_cluster(interval: str, **sources: dict[str, Any]) -> dict[str, Any]:
+    return {"interval": interval, "clusters": [{"name": "a", **sources}]}
+
+
+PROM: dict[str, Any] = {"url": "http://127.0.0.1:9090"}
+LOKI: dict[str, Any] = {"url": "http://127.0.0.1:3100", "selectors": ['{job="app"}']}
+
+
+def test_an_unset_timeout_is_capped_at_interval_as_prometheus_caps_scrape_timeout() -> None:
+    cfg = parse_config(_one_cluster("5s", prometheus=PROM, loki=LOKI))
+    prom, loki = cfg.clusters[0].prometheus, cfg.clusters[0].loki
+    assert prom is not None and loki is not None
+    assert (prom.timeout, loki.timeout) == (5.0, 5.0)
+    # Still unset: nothing the user wrote is refused, and a re-check would not see a written 5s.
+    assert "timeout" not in prom.model_fields_set and "timeout" not in loki.model_fields_set
+    assert prom.match == ['{__name__=~".+"}'] and loki.selectors == ['{job="app"}']  # the rest is kept
+    # A default shorter than interval is kept as it is.
+    roomy = parse_config(_one_cluster("1m", prometheus=PROM)).clusters[0].prometheus
+    assert roomy is not None and roomy.timeout == 20.0
+
+
+@pytest.mark.parametrize("source", ["prometheus", "loki"])
+def test_an_explicit_timeout_not_under_interval_is_still_refused(source: str) -> None:
+    given: dict[str, Any] = {"prometheus": PROM, "loki": LOKI}[source]
+    with pytest.raises(ConfigError) as info:
+        parse_config(_one_cluster("5s", **{source: {**given, "timeout": "20s"}}))
+    assert info.value.problems == [
+        f"clusters[0].{source}.timeout: 20s must be shorter than interval (5s) so one slow cluster cannot "
+        "overlap its next cycle"
+    ]
+    with pytest.raises(ConfigError, match=r"timeout: 5s must be shorter than interval \(5s\)"):
+        parse_config(_one_cluster("5s", **{source: {**given, "timeout": "5s"}}))
+
+
+LOGS_WITHOUT_CENTRAL_LOKI = {
+    "clusters": [
+        {"name": "a", "prometheus": PROM},
+        {"name": "b", "loki": LOKI},
+    ]
+}
+NEEDS_CENTRAL_LOKI = "clusters[1].loki: `observe run` needs central.loki to ship these logs to"
+
+
+def test_a_cluster_loki_without_central_loki_is_for_the_generators_only() -> None:
+    cfg = parse_config(LOGS_WITHOUT_CENTRAL_LOKI)  # rules and dashboards only need to know b has logs
+    assert service_problems(cfg) == [NEEDS_CENTRAL_LOKI]
+    with pytest.raises(ConfigError) as info:
+        parse_config(LOGS_WITHOUT_CENTRAL_LOKI, for_service=True)
+    assert info.value.problems == [NEEDS_CENTRAL_LOKI]
+    with pytest.raises(ConfigError) as info:
+        require_service_config(cfg)
+    assert info.value.problems == [NEEDS_CENTRAL_LOKI]
+    with_centre = {**LOGS_WITHOUT_CENTRAL_LOKI, "central": {"loki": {"url": "http://127.0.0.1:3100"}}}
+    require_service_config(parse_config(with_centre, for_service=True))
+
+
+def test_run_and_check_refuse_it_at_load_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "observe.yaml"
+    path.write_text(yaml.safe_dump(LOGS_WITHOUT_CENTRAL_LOKI))
+    with pytest.raises(ConfigError, match=r"needs central\.loki"):
+        load_config(path, for_service=True)
+    assert main(["check", "--no-probe", "-c", str(path)]) == 2
+    assert main(["run", "--once", "-c", str(path)]) == 2
+    assert NEEDS_CENTRAL_LOKI in " ".join(capsys.readouterr().err.split())  # rich may wrap the line
+    assert main(["rules", "-c", str(path), "-o", str(tmp_path / "rules")]) == 0
+
+
+def test_the_package_exports_exactly_its_public_names() -> None:
+    modules = {"alerts", "fleet", "http_client", "loader", "types"}
+    public = {n for n in vars(observe.config) if not n.startswith("_")} - modules - {"annotations"}
+    assert set(observe.config.__all__) == public

@@ -12,8 +12,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from observe.sources import exposition
-from observe.sources.exposition import (
+from observe.protocol import exposition
+from observe.protocol.exposition import (
     ExpositionError,
     iter_lines,
     parse_series,

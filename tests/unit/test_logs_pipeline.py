@@ -15,7 +15,7 @@ import pytest
 from observe.config import Config, parse_config
 from observe.errors import QueueError
 from observe.http import new_session
-from observe.logs import LogsPipeline
+from observe.pipeline.logs import LogsPipeline
 from observe.protocol.loki_push import decode_payload
 from observe.queue.durable import DurableQueue
 from observe.sources.log_cursors import CursorStore

@@ -253,3 +253,14 @@ async def test_fake_loki_probe_reports_per_selector(loki: FakeLoki, session: aio
 ])  # fmt: skip
 def test_split_selector_minds_quoted_braces(selector: str, stream: str, pipeline: str) -> None:
     assert split_selector(selector) == (stream, pipeline)
+
+
+async def test_a_413_status_is_too_large_but_does_not_shrink_the_page(
+    loki: FakeLoki, session: aiohttp.ClientSession
+) -> None:
+    # Only a body over MAX_PAGE_BYTES shrinks with the page; a proxy's 413 to a GET would just come back.
+    loki.query_script.append(Reply(413, "Request Entity Too Large\n"))
+    source = _source(loki, session, page_limit=5000)
+    with pytest.raises(SourceError, match=r"HTTP 413: Request Entity Too Large") as info:
+        await _drain(source, Cursor(T0))
+    assert info.value.reason == "too_large" and source.limit == 5000 and len(loki.query_log) <= 1

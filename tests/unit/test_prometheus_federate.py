@@ -15,6 +15,8 @@ from aiohttp import web
 from observe.config import BasicAuth, PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import new_session
+from observe.probe import federate_row
+from observe.protocol.exposition import parse_text
 from observe.reasons import (
     FAIL_AUTH,
     FAIL_BAD_RESPONSE,
@@ -25,7 +27,6 @@ from observe.reasons import (
     FAIL_TOO_LARGE,
     FAIL_UNREACHABLE,
 )
-from observe.sources.exposition import parse_text
 from observe.sources.prometheus_federate import ACCEPT, PrometheusFederateSource
 from tests.fakes import raw_http_server
 
@@ -397,3 +398,17 @@ async def test_probe_unreachable() -> None:
         result = await PrometheusFederateSource("prod-eu-1", cfg, session).probe()
     assert (result.ok, result.reachable, result.auth_ok) == (False, False, None)
     assert result.reason == FAIL_UNREACHABLE
+
+
+async def test_the_check_row_of_a_probe_says_how_many_bad_lines_and_fails(prom: FakePrometheus) -> None:
+    cfg = PrometheusSourceConfig(url=prom.url)
+    async with new_session(cfg) as session:
+        source = PrometheusFederateSource("prod-eu-1", cfg, session)
+        good = federate_row("prod-eu-1", await source.probe())
+        prom.handler = _answer(body=BODY.encode() + b"broken{ 1\n", headers={"Content-Type": TEXT_FORMAT})
+        bad = federate_row("prod-eu-1", await source.probe())
+        prom.handler = _answer(status=403)
+        refused = federate_row("prod-eu-1", await source.probe())
+    assert (good.ok, good.detail, good.url) == (True, "2 series match", f"{prom.url}/federate")
+    assert not bad.ok and bad.detail.startswith("2 series match, 1 bad line (first: line 4: ")
+    assert not refused.ok and "403 Forbidden: the server refused our credentials" in refused.detail

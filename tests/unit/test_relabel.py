@@ -4,12 +4,13 @@ tests/integration/test_relabel_parity_prometheus.py checks the same semantics ag
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from observe.config import parse_config
+from observe.config import load_config, parse_config
 from observe.errors import ConfigError
 from observe.transform.goregexp import GoRegexpError, compile_go, compile_template, expand
 from observe.transform.relabel import RelabelConfig, Relabeler, go_lower, go_upper
@@ -319,6 +320,134 @@ def test_field_errors_carry_their_yaml_path() -> None:
     )
     assert any(p.startswith("relabel_configs[2]: modulus: action hashmod") for p in problems), problems
     assert len(problems) == 2
+
+
+# (one rule as the user writes it in YAML, the fields observe must read): what Prometheus 2.42 stored for
+# the same text (its /api/v1/status/config). yaml.v2 reads a scalar into a string field as written, where
+# PyYAML's YAML 1.1 types would give True, 1.5, 750 (sexagesimal 12:30), 8 (octal 010) or a date.
+YAML_SCALARS: list[tuple[str, dict[str, Any]]] = [
+    ("{source_labels: [a], regex: 1, target_label: t, replacement: 1}", {"regex": "1", "replacement": "1"}),
+    (
+        "{source_labels: [a], regex: true, target_label: true, replacement: false}",
+        {"regex": "true", "target_label": "true", "replacement": "false"},
+    ),
+    (
+        "{source_labels: [a], regex: yes, target_label: on, replacement: off}",
+        {"regex": "yes", "target_label": "on", "replacement": "off"},
+    ),
+    (
+        "{source_labels: [a], regex: 1.0, target_label: t, replacement: 1.50}",
+        {"regex": "1.0", "replacement": "1.50"},
+    ),
+    (
+        "{source_labels: [a], regex: 200, target_label: t, replacement: 0x1F}",
+        {"regex": "200", "replacement": "0x1F"},
+    ),
+    (
+        "{source_labels: [a], regex: 12:30, target_label: t, replacement: 010}",
+        {"regex": "12:30", "replacement": "010"},
+    ),
+    (
+        "{source_labels: [a], regex: 2001-01-01, target_label: t, replacement: 1e3}",
+        {"regex": "2001-01-01", "replacement": "1e3"},
+    ),
+    (
+        "{source_labels: [a], regex: .inf, target_label: t, replacement: -.5}",
+        {"regex": ".inf", "replacement": "-.5"},
+    ),
+    ("{source_labels: [a, b], separator: 0, target_label: t}", {"separator": "0"}),
+    (
+        "{source_labels: [a], separator: ~, target_label: t, replacement: ~}",
+        {"separator": "", "replacement": ""},
+    ),
+    ("{source_labels: [a], regex: Null, target_label: t}", {"regex": ""}),
+    ("{source_labels: [true, yes, off], target_label: t}", {"source_labels": ["true", "yes", "off"]}),
+    ("{source_labels: ~, regex: 1, action: labeldrop}", {"source_labels": [], "regex": "1"}),
+    ("{source_labels: [a], target_label: t, modulus: ~, action: HashMod, modulus: 8}", {"modulus": 8}),
+    ("{source_labels: [a], regex: 'quoted: yes', target_label: t}", {"regex": "quoted: yes"}),
+]
+
+
+@pytest.mark.parametrize(("rule", "fields"), YAML_SCALARS, ids=[r for r, _ in YAML_SCALARS])
+def test_yaml_scalars_in_string_fields_are_read_as_written(
+    tmp_path: Path, rule: str, fields: dict[str, Any]
+) -> None:
+    path = tmp_path / "observe.yaml"
+    path.write_text(
+        f"clusters: [{{name: a, prometheus: {{url: 'http://x'}}}}]\nrelabel_configs:\n  - {rule}\n"
+    )
+    (cfg,) = load_config(path).relabel_configs
+    assert {name: getattr(cfg, name) for name in fields} == fields
+
+
+def test_yaml_scalars_are_read_as_written_in_every_rule_and_not_elsewhere(tmp_path: Path) -> None:
+    path = tmp_path / "observe.yaml"
+    path.write_text(
+        "clusters: [{name: a, prometheus: {url: 'http://x'}}]\n"
+        "self_metrics: no\n"  # outside relabel_configs YAML 1.1 types still hold
+        "relabel_configs:\n"
+        "  - &rule {source_labels: [a], regex: yes, target_label: t, replacement: on}\n"
+        "  - *rule\n"
+        "  - {source_labels: [code], regex: 200, action: keep}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.self_metrics is False
+    assert [c.regex for c in cfg.relabel_configs] == ["yes", "yes", "200"]
+    relabeler = Relabeler(cfg.relabel_configs)
+    assert relabeler.apply({"a": "yes", "code": "200"}) == {"a": "yes", "code": "200", "t": "on"}
+    assert relabeler.apply({"a": "True", "code": "2000"}) is None
+
+
+@pytest.mark.parametrize(
+    ("rule", "fields"),
+    [
+        ({"regex": True, "target_label": False}, {"regex": "true", "target_label": "false"}),
+        ({"regex": 200, "replacement": 1.5, "target_label": "t"}, {"regex": "200", "replacement": "1.5"}),
+        (
+            {"separator": 0, "target_label": "t", "source_labels": [True]},
+            {"separator": "0", "source_labels": ["true"]},
+        ),
+        ({"separator": None, "replacement": None, "target_label": "t"}, {"separator": "", "replacement": ""}),
+    ],
+)
+def test_python_scalars_in_string_fields_are_spelled_as_yaml(
+    rule: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    # A dict given to parse_config has no YAML text left: each value is spelled as YAML writes it.
+    cfg = RelabelConfig.model_validate(rule)
+    assert {name: getattr(cfg, name) for name in fields} == fields
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            "{source_labels: [a], target_label: t, action: yes}",
+            "relabel_configs[0].action: unknown relabel action 'yes'",
+        ),
+        (
+            "{source_labels: [a], target_label: 1}",
+            "relabel_configs[0]: target_label: '1' is neither a label name",
+        ),
+        (
+            "{source_labels: [1], target_label: t}",
+            "relabel_configs[0].source_labels: '1' is not a valid label name",
+        ),
+        (
+            "{source_labels: [a], target_label: t, regex: 1(}",
+            "relabel_configs[0].regex: invalid regular expression '1('",
+        ),
+    ],
+)
+def test_yaml_scalars_prometheus_refuses_are_refused(tmp_path: Path, rule: str, message: str) -> None:
+    # As promtool 2.42 says: unknown relabel action "yes"; "1" is not a valid label name; ...
+    path = tmp_path / "observe.yaml"
+    path.write_text(
+        f"clusters: [{{name: a, prometheus: {{url: 'http://x'}}}}]\nrelabel_configs:\n  - {rule}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems
 
 
 def test_regex_null_is_the_empty_regex() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import struct
+import time
 
 import pytest
 
@@ -12,6 +14,7 @@ from observe.transform import series_cache
 from observe.transform.normalize import Normalizer
 from observe.transform.relabel import RelabelConfig, Relabeler
 from observe.transform.series_cache import CycleBatch, SeriesCache
+from tests.exposition_cases import WARM_TS, hot_path_view, parser_view, random_line
 
 BODY = """# TYPE up untyped
 up{cluster="theirs",instance="a:9100",job="node"} 1 1700000000000
@@ -149,3 +152,65 @@ def test_slicing_the_body_loses_no_line_at_any_boundary(monkeypatch: pytest.Monk
         cache, _, bad = make()
         batch = cache.process(BODY, now_ms=1700000001000)
         assert decoded(batch) == expected and not bad, size
+
+
+# -- the hot path reads exactly what the parser reads -----------------------------------------------
+
+
+def test_odd_digits_on_a_cached_series_are_refused_like_the_parser_refuses_them() -> None:
+    # float() and int() take any Unicode digit and `_`; once a series is cached its lines skip the
+    # parser, so the hot path must refuse them itself (a Prometheus scrape fails on each of these).
+    cache, _, bad = make()
+    cache.process('up{a="b"} 1 1000\nv 1 1000\n', now_ms=2000)
+    body = (
+        'up{a="b"} \u0661 2000\n'  # an Arabic-Indic one
+        "v 2 \uff12\uff10\uff10\uff10\n"  # a fullwidth timestamp
+        'up{a="b"} 1_0 3000\n'
+        "v 3 4000\t\n"  # a trailing tab is fine: the careful path takes it
+        "# TYPE v gauge \n"  # a TYPE line a scrape refuses (type 'gauge ')
+    )
+    batch = cache.process(body, now_ms=5000)
+    assert [n for n, _ in bad] == [1, 2, 3, 5]
+    assert "invalid sample value '\u0661'" in bad[0][1]
+    assert "invalid timestamp" in bad[1][1] and "invalid metric type" in bad[3][1]
+    assert [s for s in decoded(batch).values() if s[0][1] != 5000] == [[(3.0, 4000)]]
+
+
+def test_a_bad_value_is_counted_even_when_the_timestamp_is_unchanged() -> None:
+    cache, _, bad = make()
+    cache.process("v 1 1000\n", now_ms=2000)
+    batch = cache.process("v \uff11 1000\n", now_ms=3000)
+    assert batch.bad_lines == 1 and batch.unchanged == 0 and len(bad) == 1
+
+
+def test_nan_is_sent_with_prometheus_normal_nan_bits() -> None:
+    # Prometheus stores every NaN it reads from text as value.NormalNaN, and remote-writes those bits.
+    cache, _, _ = make()
+    got = decoded(cache.process("v NaN 1000\nw nAn 1000\n", now_ms=2000))
+    assert {struct.unpack("<Q", struct.pack("<d", s[0][0]))[0] for s in got.values()} == {0x7FF8000000000001}
+
+
+GENERATED_BODIES = 1500  # ~9,000 lines, ~4,500 of them odd; 1.5 s for both tests on one core
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold-cache", "warm-cache"])
+def test_parser_and_hot_path_agree_on_generated_lines(warm: bool) -> None:
+    """Identical accepted series (labels, value bits, timestamp) and identical rejected lines, for
+    random and adversarial lines (tests/exposition_cases.py). Warm: the series were cached by a first
+    cycle, so the odd values and timestamps meet the hot path, not the parser."""
+    rng = random.Random(4242 + warm)
+    start = time.monotonic()
+    mismatches: list[str] = []
+    lines_seen = 0
+    for _ in range(GENERATED_BODIES):
+        lines = [random_line(rng, i, odd=rng.random() < 0.5) for i in range(rng.randrange(1, 12))]
+        lines_seen += len(lines)
+        body = "\n".join(lines) + rng.choice(["\n", ""])
+        now_ms = 1_700_000_000_000
+        expected = parser_view(body, now_ms, newer_than=WARM_TS if warm else None)
+        got = hot_path_view(body, now_ms, warm=warm)
+        if got != expected:
+            mismatches.append(f"{body[:300]!r}: parser {expected}, hot path {got}")
+    assert not mismatches, f"{len(mismatches)} bodies differ; first: {mismatches[0]}"
+    assert lines_seen > 5 * GENERATED_BODIES
+    assert time.monotonic() - start < 30

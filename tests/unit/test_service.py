@@ -64,7 +64,7 @@ async def test_a_queue_that_refuses_an_append_counts_the_loss_and_the_run_says_s
     monkeypatch.setattr(DurableQueue, "append_many", full)
     telemetry = Telemetry()
     report = await Collector(config(tmp_path, source), telemetry=telemetry, serve_http=False).run_once()
-    assert report.clusters["a"].ok  # the pull itself worked
+    assert report.outcomes["a", "metrics"].ok  # the pull itself worked
     assert dropped(telemetry, "queue_error") == 2
     assert report.dropped == {"a/queue_error": 2}
     assert not report.ok  # and `run --once` exits non-zero
@@ -110,3 +110,29 @@ def test_run_refuses_a_cluster_loki_without_central_loki(tmp_path: Path) -> None
     )  # the generators accept this config: they only need to know cluster b has logs
     with pytest.raises(ConfigError, match=r"clusters\[1\]\.loki: `observe run` needs central.loki"):
         Collector(cfg, serve_http=False)
+
+
+async def test_the_metrics_pipeline_counts_the_samples_its_sink_acknowledged(tmp_path: Path, source: TestServer) -> None:
+    telemetry = Telemetry()
+    report = await Collector(config(tmp_path, source), telemetry=telemetry, serve_http=False).run_once()
+    assert report.ok
+    sent = telemetry.registry.get_sample_value("observe_samples_sent_total", {"cluster": "a", "sink": "local_store"})
+    assert sent == 2  # the two samples of BODY, counted by the pipeline, not by the generic delivery
+
+
+async def test_status_document_has_one_section_per_pipeline_and_every_queue(
+    tmp_path: Path, source: TestServer
+) -> None:
+    cfg = config(tmp_path, source, self_metrics=True)
+    collector = Collector(cfg, serve_http=False)
+    await collector.start()
+    try:
+        await collector.pipelines["a", "metrics"].cycle()
+        doc = collector.status_document()
+    finally:
+        await collector.close()
+    assert set(doc["clusters"]) == {"a"} and set(doc["clusters"]["a"]) == {"prometheus"}
+    assert doc["clusters"]["a"]["prometheus"]["up"] is True
+    assert doc["clusters"]["a"]["prometheus"]["series"] == 2
+    assert set(doc["queues"]) == {"a/metrics", "management/metrics"}
+    assert doc["sink"] == {"kind": "local_store"} and doc["logs_sink"] is None

@@ -6,7 +6,8 @@ Writes, under the output directory:
   loki/*.yaml                    Loki ruler rules (LogQL recording rules and alerts)
   alertmanager/alertmanager.yaml routing and inhibition
   tests/*.yaml                   `promtool test rules` files for prometheus/*.yaml
-The catalogue is in catalogue.py, the runbooks in docs/runbooks.md (one section per alert).
+The catalogue, with each alert's promtool cases beside it, is in catalogue/; the runbooks are in
+docs/runbooks.md (one section per alert).
 """
 
 from __future__ import annotations

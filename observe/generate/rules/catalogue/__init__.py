@@ -3,7 +3,8 @@
 One config is the source of truth for the cluster list, so the inventory, the N-1 arithmetic and the
 per-cluster Istio terms can never disagree with what the collector pulls. Expressions are written with
 the label `cluster`; rendering renames it when the config's `cluster_label` differs. Each alert has a
-section in docs/runbooks.md and at least one firing and one silent case in promtool_tests.py.
+section in docs/runbooks.md and, beside it in its module's CASES, promtool cases (built with cases.py)
+that fire and stay silent.
 
 A cluster's own series arrive stamped with `cluster` (and its static labels); the collector's
 self-metrics arrive with `self_cluster` and, where they have one, a `cluster` naming the *monitored*
@@ -15,9 +16,19 @@ from __future__ import annotations
 from observe.config import Config
 from observe.generate.rules.catalogue import collector, failover, fleet, kubernetes, platform
 from observe.generate.rules.catalogue.base import COLLECTOR_HEARTBEAT, LOSS_REASONS, Fleet
+from observe.generate.rules.catalogue.cases import CaseBuilder
 from observe.generate.rules.model import RuleFile, RuleGenerationError
 
-__all__ = ["COLLECTOR_HEARTBEAT", "LOSS_REASONS", "Fleet", "prometheus_files"]
+__all__ = ["CASES", "COLLECTOR_HEARTBEAT", "LOSS_REASONS", "Fleet", "prometheus_files"]
+
+# Every Prometheus alert's promtool cases, by alert name.
+CASES: dict[str, CaseBuilder] = {
+    **fleet.CASES,
+    **kubernetes.CASES,
+    **failover.CASES,
+    **platform.CASES,
+    **collector.CASES,
+}
 
 
 # -- the files -----------------------------------------------------------------------------------------

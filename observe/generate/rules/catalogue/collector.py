@@ -5,6 +5,16 @@ pipeline (Thanos Receive, the ruler's alert sender) and the always-firing Watchd
 from __future__ import annotations
 
 from observe.generate.rules.catalogue.base import COLLECTOR_HEARTBEAT, LOSS_REASONS, Fleet
+from observe.generate.rules.catalogue.cases import (
+    DYING,
+    Case,
+    CaseBuilder,
+    Check,
+    Ctx,
+    gauge_cases,
+    matcher_labels,
+    sel,
+)
 from observe.generate.rules.model import Alert, Group, num
 from observe.units import format_duration
 
@@ -101,10 +111,10 @@ def observe(f: Fleet) -> Group:
                 labels=here,
             ),
         ]
-    sel = a.thanos_receive_selector
-    received = f'sum by (cluster, job) (rate(http_requests_total{{{sel}, handler="receive"}}[5m]))'
+    receive = a.thanos_receive_selector
+    received = f'sum by (cluster, job) (rate(http_requests_total{{{receive}, handler="receive"}}[5m]))'
     rejected = (
-        f'sum by (cluster, job) (rate(http_requests_total{{{sel}, handler="receive", code=~"5.."}}[5m]))'
+        f'sum by (cluster, job) (rate(http_requests_total{{{receive}, handler="receive", code=~"5.."}}[5m]))'
     )
     rules += [
         Alert(
@@ -148,3 +158,139 @@ def observe(f: Fleet) -> Group:
         ),
     ]
     return Group("observe", tuple(rules))
+
+
+# -- promtool cases ------------------------------------------------------------------------------------
+
+
+def _collector_down(c: Ctx) -> list[Case]:
+    fire = c.after_death(c.a.collector_down_for)
+    n = c.n(fire)
+    mine = sel(COLLECTOR_HEARTBEAT, {"cluster": c.target, "source": "prometheus", "self_cluster": c.me})
+    # Another collector (another management cluster) staying up must not hide ours.
+    theirs = (sel(COLLECTOR_HEARTBEAT, {"cluster": "elsewhere", "source": "prometheus", "self_cluster": "x"}),
+              f"1x{n}")  # fmt: skip
+    fires = ({"self_cluster": c.me, "cluster": c.me, "severity": "critical"},)
+    return [
+        Case(
+            (theirs, (mine, DYING)),
+            (Check(fire, "ObserveCollectorDown", fires),),
+            "silent death of the collector",
+        ),
+        Case((theirs, (mine, f"1x{n}")), (Check(fire, "ObserveCollectorDown", ()),), "silent"),
+    ]
+
+
+def _queue(c: Ctx, alert: str) -> list[Case]:
+    lbl = {"self_cluster": c.me, "signal": "metrics"}
+    if alert == "ObserveQueueLagging":
+        old = f"{2 * c.a.queue_lag:g}"
+        metric = "observe_queue_oldest_record_age_seconds"
+        return gauge_cases(c, alert, metric, lbl, old, "0", "warning", c.a.queue_lag_for)
+    w, cr = c.a.queue_usage_warning, c.a.queue_usage_critical
+    at = c.after(c.a.queue_usage_for)
+    n = c.n(at)
+
+    def queue(cluster: str, used: float) -> list[tuple[str, str]]:
+        q = {"cluster": cluster} | lbl
+        return [
+            (sel("observe_queue_bytes", q), f"{used:g}x{n}"),
+            (sel("observe_queue_max_bytes", q), f"1000x{n}"),
+        ]
+
+    healthy = [s for o in c.healthy for s in queue(o, 0)]
+    exp = {"cluster": c.target} | lbl
+    cases = [
+        Case((*healthy, *queue(c.target, round(1000 * (w + cr) / 2))),
+             (Check(at, alert, (exp | {"severity": "warning"},)),), "warning"),
+        Case((*healthy, *queue(c.target, 10)), (Check(at, alert, ()),), "silent"),
+    ]  # fmt: skip
+    if cr < 1:
+        both = (exp | {"severity": "critical"}, exp | {"severity": "warning"})
+        cases.append(
+            Case((*healthy, *queue(c.target, round(1000 * (cr + 1) / 2))), (Check(at, alert, both),), "full")
+        )
+    return cases
+
+
+def _dropping(c: Ctx) -> list[Case]:
+    at = c.after(0)
+    n = c.n(at)
+    metric = "observe_dropped_samples_total"
+    lbl = {"self_cluster": c.me, "signal": "metrics"}
+    # A healthy cluster's out_of_order drops are re-reads, not losses: they must not fire.
+    healthy = [
+        (sel(metric, {"cluster": o} | lbl | {"reason": "out_of_order"}), f"0+100x{n}") for o in c.healthy
+    ]
+    tgt = sel(metric, {"cluster": c.target} | lbl | {"reason": "queue_full"})
+    fires = ({"cluster": c.target} | lbl | {"reason": "queue_full", "severity": "warning"},)
+    return [
+        Case((*healthy, (tgt, f"0+100x{n}")), (Check(at, "ObserveDroppingData", fires),), "fires"),
+        Case((*healthy, (tgt, f"0x{n}")), (Check(at, "ObserveDroppingData", ()),), "silent"),
+    ]
+
+
+def _sends(c: Ctx) -> list[Case]:
+    at = c.after(c.a.send_failing_for)
+    n = c.n(at)
+    sink = {"self_cluster": c.me, "sink": "remote_write"}
+    fail = round(100 * (c.a.send_failure_ratio + 1) / 2)
+
+    def sends(failures: int) -> list[tuple[str, str]]:
+        return [
+            (sel("observe_send_failures_total", sink | {"reason": "http_5xx"}), f"0+{failures}x{n}"),
+            (sel("observe_send_requests_total", sink), f"0+{100 - failures}x{n}"),
+        ]
+
+    fires = (sink | {"cluster": c.me, "severity": "warning"},)
+    return [
+        Case(tuple(sends(fail)), (Check(at, "ObserveRemoteWriteFailing", fires),), "fires"),
+        Case(tuple(sends(0)), (Check(at, "ObserveRemoteWriteFailing", ()),), "silent"),
+    ]
+
+
+def _receive(c: Ctx) -> list[Case]:
+    at = c.after(c.a.receive_errors_for)
+    n = c.n(at)
+    lbl = matcher_labels(c.a.thanos_receive_selector) | {"handler": "receive"}
+    bad = round(100 * (c.a.receive_error_ratio + 1) / 2)
+
+    def requests(errors: int) -> tuple[tuple[str, str], ...]:
+        return (
+            (sel("http_requests_total", lbl | {"code": "200"}), f"0+{100 - errors}x{n}"),
+            (sel("http_requests_total", lbl | {"code": "500"}), f"0+{errors}x{n}"),
+        )
+
+    fires = ({k: v for k, v in lbl.items() if k == "job"} | {"cluster": c.me, "severity": "critical"},)
+    return [
+        Case(requests(bad), (Check(at, "ThanosReceiveErrorsHigh", fires),), "fires"),
+        Case(requests(0), (Check(at, "ThanosReceiveErrorsHigh", ()),), "silent"),
+    ]
+
+
+def _ruler(c: Ctx) -> list[Case]:
+    at = c.after(c.a.ruler_send_failing_for)
+    n = c.n(at)
+    series = sel("thanos_alert_sender_alerts_dropped_total", {"job": "thanos-ruler"})
+    fires = ({"job": "thanos-ruler", "cluster": c.me, "severity": "critical"},)
+    return [
+        Case(((series, f"0+5x{n}"),), (Check(at, "FleetRulerAlertsDropped", fires),), "fires"),
+        Case(((series, f"0x{n}"),), (Check(at, "FleetRulerAlertsDropped", ()),), "silent"),
+    ]
+
+
+def _watchdog(c: Ctx) -> list[Case]:
+    # Always firing by design: it has no silent case (the coverage test knows this one exception).
+    return [Case((), (Check(0, "Watchdog", ({"cluster": c.me, "severity": "info"},)),), "always firing")]
+
+
+CASES: dict[str, CaseBuilder] = {
+    "ObserveCollectorDown": _collector_down,
+    "ObserveQueueFilling": lambda c: _queue(c, "ObserveQueueFilling"),
+    "ObserveQueueLagging": lambda c: _queue(c, "ObserveQueueLagging"),
+    "ObserveDroppingData": _dropping,
+    "ObserveRemoteWriteFailing": _sends,
+    "ThanosReceiveErrorsHigh": _receive,
+    "FleetRulerAlertsDropped": _ruler,
+    "Watchdog": _watchdog,
+}

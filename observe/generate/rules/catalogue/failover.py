@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from observe.generate.rules import recording as R
 from observe.generate.rules.catalogue.base import Fleet, regex_of
+from observe.generate.rules.catalogue.cases import Case, CaseBuilder, Check, Ctx, gauge_cases, sel
 from observe.generate.rules.model import Alert, Group, Record, num
 
 # -- capacity and N-1 failover (kube-state-metrics) ----------------------------------------------------
@@ -82,6 +83,48 @@ def capacity(f: Fleet) -> Group:
     return Group("capacity", tuple(rules))
 
 
+def _capacity_series(cluster: str, allocatable: float, requests: float, n: int) -> list[tuple[str, str]]:
+    pod = {"cluster": cluster, "namespace": "shop", "pod": "web-0"}
+    return [
+        (sel("kube_node_status_allocatable", {"cluster": cluster, "node": "node-0", "resource": "cpu"}),
+         f"{allocatable:g}x{n}"),
+        (sel("kube_pod_container_resource_requests", pod | {"container": "web", "resource": "cpu"}),
+         f"{requests:g}x{n}"),
+        (sel("kube_pod_status_phase", pod | {"phase": "Running"}), f"1x{n}"),
+    ]  # fmt: skip
+
+
+def _requests_high(c: Ctx) -> list[Case]:
+    at = c.after(c.a.requests_ratio_for)
+    n = c.n(at)
+    healthy = [s for o in c.healthy for s in _capacity_series(o, 10, 1, n)]
+    high = 10 * (c.a.requests_ratio + 1) / 2
+    alert = "FleetClusterResourceRequestsHigh"
+    fires = ({"cluster": c.target, "resource": "cpu", "severity": "warning"},)
+    return [
+        Case((*healthy, *_capacity_series(c.target, 10, high, n)), (Check(at, alert, fires),), "fires"),
+        Case((*healthy, *_capacity_series(c.target, 10, 1, n)), (Check(at, alert, ()),), "silent"),
+    ]
+
+
+def _failover(c: Ctx) -> list[Case]:
+    # The target is big and full; its peers are small and half free: it cannot fail over, they can
+    # (the target's free capacity, 10 x headroom, covers any one peer's 5 x headroom).
+    pool = c.fleet.failover_pools()[0]
+    target, peers = pool[0], pool[1:]
+    h = c.a.failover_headroom
+    at = c.after(c.a.failover_for, evals=3)  # three chained recording rules
+    n = c.n(at)
+    alert = "FleetFailoverCapacityInsufficient"
+    fires = ({"cluster": target, "resource": "cpu", "severity": "warning"},)
+    full = [s for p in peers for s in _capacity_series(p, 10, 5, n)]
+    idle = [s for p in peers for s in _capacity_series(p, 10, 0, n)]
+    return [
+        Case((*full, *_capacity_series(target, 90 + 10 * h, 90, n)), (Check(at, alert, fires),), "no room"),
+        Case((*idle, *_capacity_series(target, 100, 1, n)), (Check(at, alert, ()),), "silent"),
+    ]
+
+
 # -- cross-cluster traffic (Istio) and global DNS failover (k8gb) --------------------------------------
 
 
@@ -91,14 +134,14 @@ def traffic_recording(f: Fleet) -> Group:
     ]
     # PromQL cannot compare two labels (destination_cluster != cluster), so one term per known cluster.
     for c in f.metrics_clusters:
-        sel = f'cluster="{c.name}", reporter="source", destination_cluster!="{f.istio_id(c.name)}"'
+        away = f'cluster="{c.name}", reporter="source", destination_cluster!="{f.istio_id(c.name)}"'
         rules.append(
-            Record(R.ISTIO_CROSS_CLUSTER_RATE, f"sum by (cluster) (rate(istio_requests_total{{{sel}}}[5m]))")
+            Record(R.ISTIO_CROSS_CLUSTER_RATE, f"sum by (cluster) (rate(istio_requests_total{{{away}}}[5m]))")
         )
         rules.append(
             Record(
                 R.ISTIO_CROSS_CLUSTER_ERRORS_RATE,
-                f'sum by (cluster) (rate(istio_requests_total{{{sel}, response_code=~"5.."}}[5m]))',
+                f'sum by (cluster) (rate(istio_requests_total{{{away}, response_code=~"5.."}}[5m]))',
             )
         )
     return Group("traffic-recording", tuple(rules))
@@ -166,3 +209,57 @@ def traffic(f: Fleet) -> Group:
             ),
         ),
     )
+
+
+def _istio(c: Ctx, alert: str) -> list[Case]:
+    at = c.after(max(c.a.cross_cluster_traffic_for, c.a.cross_cluster_errors_for))
+    n = c.n(at)
+    per_min = max(600, round(120 * c.a.cross_cluster_min_rps))  # total rate well above the min_rps guard
+    remote_dst = c.fleet.istio_id(c.other) if c.other else "elsewhere"
+
+    def flows(cluster: str, remote_share: float, error_ratio: float) -> list[tuple[str, str]]:
+        me = c.fleet.istio_id(cluster)
+        base = {"cluster": cluster, "reporter": "source", "source_cluster": me}
+        remote = round(per_min * remote_share)
+        errors = round(remote * error_ratio)
+        dst = remote_dst if cluster == c.target else c.fleet.istio_id(c.target)
+        return [
+            (sel("istio_requests_total", base | {"destination_cluster": me, "response_code": "200"}),
+             f"0+{per_min - remote}x{n}"),
+            (sel("istio_requests_total", base | {"destination_cluster": dst, "response_code": "200"}),
+             f"0+{remote - errors}x{n}"),
+            (sel("istio_requests_total", base | {"destination_cluster": dst, "response_code": "503"}),
+             f"0+{errors}x{n}"),
+        ]  # fmt: skip
+
+    healthy = [s for o in c.healthy for s in flows(o, 0.1, 0)]
+    fires = ({"cluster": c.target, "severity": "warning"},)
+    share, ratio = c.a.cross_cluster_traffic_share, c.a.cross_cluster_error_ratio
+    if alert == "FleetCrossClusterTrafficHigh":
+        bad, good = flows(c.target, (share + 1) / 2, 0), flows(c.target, share / 2, 0)
+    else:
+        bad, good = flows(c.target, 0.5, (ratio + 1) / 2), flows(c.target, 0.5, ratio / 2)
+    return [
+        Case((*healthy, *bad), (Check(at, alert, fires),), "fires"),
+        Case((*healthy, *good), (Check(at, alert, ()),), "silent"),
+    ]
+
+
+def _gslb(c: Ctx, alert: str) -> list[Case]:
+    gslb = {"namespace": "shop", "name": "web"}
+    if alert == "K8gbGslbNoHealthyRecords":
+        return gauge_cases(c, alert, "k8gb_gslb_healthy_records", gslb, "0", "3", "critical", c.a.gslb_for)
+    return gauge_cases(
+        c, alert, "k8gb_gslb_ingress_hosts_per_status", gslb | {"status": "Unhealthy"}, "2", "0", "warning",
+        c.a.gslb_for, expect={"cluster": c.target} | gslb,
+    )  # fmt: skip
+
+
+CASES: dict[str, CaseBuilder] = {
+    "FleetClusterResourceRequestsHigh": _requests_high,
+    "FleetFailoverCapacityInsufficient": _failover,
+    "FleetCrossClusterTrafficHigh": lambda c: _istio(c, "FleetCrossClusterTrafficHigh"),
+    "FleetCrossClusterErrorRatioHigh": lambda c: _istio(c, "FleetCrossClusterErrorRatioHigh"),
+    "K8gbGslbNoHealthyRecords": lambda c: _gslb(c, "K8gbGslbNoHealthyRecords"),
+    "K8gbGslbHostsUnhealthy": lambda c: _gslb(c, "K8gbGslbHostsUnhealthy"),
+}

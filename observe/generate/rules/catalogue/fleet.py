@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from observe.generate.rules import recording as R
 from observe.generate.rules.catalogue.base import Fleet
+from observe.generate.rules.catalogue.cases import (
+    DIES_AT,
+    DYING,
+    LOOKBACK,
+    Case,
+    CaseBuilder,
+    Check,
+    Ctx,
+    clock,
+    gauge_cases,
+    sel,
+)
 from observe.generate.rules.model import Alert, Group, Record, num
 from observe.units import format_duration
 
@@ -91,3 +103,78 @@ def presence(f: Fleet) -> Group:
             )
         )
     return Group("fleet-presence", tuple(rules))
+
+
+# -- promtool cases ------------------------------------------------------------------------------------
+
+
+def _missing(c: Ctx) -> list[Case]:
+    m = c.a.cluster_missing_for
+    metric = c.a.presence_metric
+    fire_death = c.after_death(m)
+    n = c.n(fire_death + 120)
+    others = [(sel(metric, {"cluster": o, "job": "prometheus"}), f"1x{n}") for o in c.others]
+    tgt = sel(metric, {"cluster": c.target, "job": "prometheus"})
+    fires = (c.inventory(c.target) | {"severity": "critical"},)
+    alert = "FleetClusterTelemetryMissing"
+    fire_stale = c.after_death(m, stale=True)
+    return [
+        Case(
+            (*others, (tgt, DYING)),
+            (
+                Check(DIES_AT + LOOKBACK + m - c.ei, alert, ()),
+                Check(fire_death, alert, fires),
+            ),
+            "silent death: no staleness marker, so the series stays visible for the 5m lookback, then `for`",
+        ),
+        Case(
+            (*others, (tgt, f"{DYING} stale")),
+            (Check(fire_stale - c.ei, alert, ()), Check(fire_stale, alert, fires)),
+            "clean stop: a staleness marker ends the series at once; only `for` delays the alert",
+        ),
+        Case((*others, (tgt, f"1x{n}")), (Check(fire_death, alert, ()),), "healthy"),
+    ]
+
+
+def _unreachable(c: Ctx) -> list[Case]:
+    return gauge_cases(
+        c, "FleetClusterUnreachable", "observe_cluster_up", {"self_cluster": c.me}, "0", "1", "critical",
+        c.a.cluster_unreachable_for,
+    )  # fmt: skip
+
+
+def _delayed(c: Ctx) -> list[Case]:
+    # The target's last success stays at t=0 while time() moves on; the healthy one's follows time().
+    at = c.after(c.a.telemetry_delay + c.a.telemetry_delayed_for)
+    n = c.n(at)
+    lbl = {"self_cluster": c.me, "source": "prometheus"}
+    metric = "observe_last_success_timestamp_seconds"
+    healthy = [(sel(metric, {"cluster": o} | lbl), clock(n)) for o in c.healthy]
+    tgt = sel(metric, {"cluster": c.target} | lbl)
+    fires = ({"cluster": c.target} | lbl | {"severity": "warning"},)
+    return [
+        Case((*healthy, (tgt, f"0x{n}")), (Check(at, "FleetClusterTelemetryDelayed", fires),), "fires"),
+        Case((*healthy, (tgt, clock(n))), (Check(at, "FleetClusterTelemetryDelayed", ()),), "silent"),
+    ]
+
+
+def _logs_missing(c: Ctx) -> list[Case]:
+    logs = [x.name for x in c.fleet.logs_clusters]
+    target = logs[0]
+    at = c.after(c.a.logs_missing_for)
+    n = c.n(at)
+    others = [(sel(R.CLUSTER_LOG_LINES_RATE, {"cluster": o}), f"5x{n}") for o in logs[1:]]
+    tgt = sel(R.CLUSTER_LOG_LINES_RATE, {"cluster": target})
+    fires = (c.inventory(target) | {"severity": "warning"},)
+    return [
+        Case((*others, (tgt, f"0x{n}")), (Check(at, "FleetClusterLogsMissing", fires),), "no log lines"),
+        Case((*others, (tgt, f"5x{n}")), (Check(at, "FleetClusterLogsMissing", ()),), "silent"),
+    ]
+
+
+CASES: dict[str, CaseBuilder] = {
+    "FleetClusterTelemetryMissing": _missing,
+    "FleetClusterUnreachable": _unreachable,
+    "FleetClusterTelemetryDelayed": _delayed,
+    "FleetClusterLogsMissing": _logs_missing,
+}

@@ -4,7 +4,7 @@
       -> Normalizer.apply(stream labels)                       cluster + static labels, collisions, relabel
       -> Loki's limits (label count and lengths, line size)    reported and counted, never truncated
       -> encode_payload(...)                                   observe/protocol/loki_push.py (PushRequest)
-      -> DurableQueue.append_many(...)                         data_dir/queue/<cluster>/logs
+      -> append_cycle(queue, payloads)                         data_dir/queue/<cluster>/logs, one group a page
       -> CursorStore.save(selector, page.cursor)               only after the append returned
 
 The cursor moves only once its page is in the queue, and the queue's acknowledged position only after
@@ -37,7 +37,8 @@ import aiohttp
 from observe.config import ClusterConfig, Config
 from observe.errors import ConfigError, QueueError, SourceError
 from observe.http import new_session, safe_url
-from observe.model import Labels
+from observe.model import LOGS, Labels, Signal
+from observe.pipeline.base import DeliveryPlan, Outcome, append_cycle, build_normalizer, open_queue
 from observe.protocol.loki_push import Entry, encode_payload, format_labels
 from observe.queue.durable import DurableQueue
 from observe.reasons import (
@@ -47,26 +48,14 @@ from observe.reasons import (
     FAIL_BAD_SELECTOR,
     FAIL_THROTTLED,
 )
-from observe.sinks.delivery import Delivery
-from observe.sinks.loki_push import LokiPushSink
 from observe.sources.log_cursors import Cursor, CursorStore
 from observe.sources.loki import NS, LogEntry, LokiSource, Page
 from observe.telemetry import Telemetry
 from observe.transform.normalize import Normalizer
-from observe.transform.relabel import Relabeler
 from observe.units import parse_duration
 
-__all__ = [
-    "BACKPRESSURE_FRACTION",
-    "LOGS_QUEUE_MAX_AGE",
-    "ClusterLogs",
-    "LogsCycle",
-    "LogsPipeline",
-    "logs_delivery",
-    "open_logs_queue",
-]
+__all__ = ["BACKPRESSURE_FRACTION", "LOGS_QUEUE_MAX_AGE", "LogsOutcome", "LogsPipeline"]
 
-SIGNAL: Final = "logs"
 # Loki itself refuses entries older than 7 days (reject_old_samples_max_age), and says so with a 400: the
 # queue need not guess earlier. Back-pressure keeps the queue small; the backlog waits in the cluster's Loki.
 LOGS_QUEUE_MAX_AGE: Final = 7 * 86400.0
@@ -75,30 +64,30 @@ _ENTRY_OVERHEAD: Final = 24  # protobuf framing + timestamp per entry, for batch
 _MAX_STREAM_CACHE: Final = 100_000  # source label sets remembered with their normalized form (~1 KiB each)
 _MAX_REPORTED: Final = 1000  # distinct streams whose label-limit violation was logged (log once each)
 
-log = logging.getLogger("observe.logs")
+log = logging.getLogger("observe.pipeline.logs")
 
 _DROPPED: Final = object()  # cache value: relabel_configs dropped the stream
 
 
 @dataclass
-class LogsCycle:
-    """The outcome of one cluster's last logs cycle, as `/status` and `run --once` report it."""
-
-    ok: bool = False
+class LogsOutcome(Outcome):
     entries: int = 0
     pages: int = 0
     body_bytes: int = 0
     lag_seconds: float | None = None
     backpressure: bool = False
-    error: str | None = None
-    reason: str | None = None
     bad_selectors: dict[str, str] = field(default_factory=dict)
-    duration: float = 0.0
-    finished_at: float | None = None
+
+    def figures(self) -> dict[str, int | float | None]:
+        lag = None if self.lag_seconds is None else round(self.lag_seconds)
+        return {"entries": self.entries, "pages": self.pages, "lag s": lag}
 
 
 class LogsPipeline:
-    """One cluster's logs: `await cycle()` once per interval (the service's loop)."""
+    """One cluster's Loki, tailed: `await cycle()` once per interval."""
+
+    signal: Signal = LOGS
+    source = "loki"
 
     def __init__(
         self,
@@ -112,13 +101,16 @@ class LogsPipeline:
         telemetry: Telemetry,
         encoding: Literal["protobuf", "json"] = "protobuf",
         clock: Callable[[], float] = time.time,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         assert cluster.loki is not None
-        self.name = cluster.name
+        self.cluster = self.name = cluster.name
+        self.url = cluster.loki.url
+        self._session = session  # owned: closed with the pipeline
         self.logs = cfg.logs
         # a selector given twice would share one cursor: keep it once
         self.selectors = list(dict.fromkeys(cluster.loki.selectors))
-        self.source = source
+        self.puller = source
         self.normalizer = normalizer
         self.queue = queue
         self.cursors = cursors
@@ -126,7 +118,7 @@ class LogsPipeline:
         self.encoding: Literal["protobuf", "json"] = encoding
         self.clock = clock
         self.budget = cfg.interval  # a cycle returns after this long, so /status and the lag stay fresh
-        self.last = LogsCycle()
+        self._last = LogsOutcome()
         self._cursor: dict[str, Cursor] = {}
         # source labels -> their normalized Labels, _DROPPED, or a str naming the broken limit
         self._streams: dict[Labels, object] = {}
@@ -134,12 +126,70 @@ class LogsPipeline:
         self._in_backpressure = False
         self._turn = 0  # which selector goes first: rotates, so one selector's backlog cannot starve the rest
 
+    @classmethod
+    def wanted(cls, cluster: ClusterConfig) -> bool:
+        return cluster.loki is not None
+
+    @classmethod
+    def open(cls, cfg: Config, cluster: ClusterConfig, *, telemetry: Telemetry, sink: str) -> LogsPipeline:
+        """The pipeline as the service runs it: its own session, queue (replaying what is left) and cursors.
+
+        The queue fsyncs every append (unless queue.fsync is "never"): the cursor is fsynced right after
+        the append, and a cursor that survives a power cut while the entries it passed do not loses them.
+        """
+        loki = cluster.loki
+        assert loki is not None
+        session = new_session(loki)
+        queue = open_queue(
+            cfg, cluster.name, LOGS, telemetry, max_age=LOGS_QUEUE_MAX_AGE,
+            fsync="never" if cfg.queue.fsync == "never" else "always",
+        )  # fmt: skip
+        telemetry.init_logs(cluster.name, source=cls.source)
+        return cls(
+            cfg, cluster, source=LokiSource(cluster.name, loki, session, page_limit=cfg.logs.page_limit),
+            normalizer=build_normalizer(cfg, cluster, telemetry), queue=queue,
+            cursors=CursorStore(Path(cfg.data_dir) / "log_cursors", cluster.name), telemetry=telemetry,
+            encoding=cfg.central.loki.encoding if cfg.central.loki is not None else "protobuf", session=session,
+        )  # fmt: skip
+
+    @property
+    def last(self) -> LogsOutcome:
+        return self._last
+
+    def delivery_plan(self, sink: str) -> DeliveryPlan:
+        # One record in flight, so each stream reaches the centre in time order (Loki rejects an entry far
+        # behind its stream's newest).
+        telemetry, cluster = self.telemetry, self.cluster
+        return DeliveryPlan(
+            max_in_flight=1,
+            on_sent=lambda r: telemetry.logs_sent(cluster, entries=r.count, body_bytes=len(r.payload) - 1),
+        )
+
+    def status(self) -> dict[str, object]:
+        last = self._last
+        return {
+            "url": safe_url(self.url),
+            "up": last.ok,
+            "last_finished": last.finished_at,
+            "last_error": last.error,
+            "last_reason": last.reason,
+            "bad_selectors": last.bad_selectors,
+            "entries_last_cycle": last.entries,
+            "lag_seconds": None if last.lag_seconds is None else round(last.lag_seconds, 3),
+            "backpressure": last.backpressure,
+            "pull_seconds": round(last.duration, 3),
+        }
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
     # -- the cycle ------------------------------------------------------------------------------------------
-    async def cycle(self) -> LogsCycle:
+    async def cycle(self) -> LogsOutcome:
         """Pull every selector from its cursor up to now - safety_lag (or until the time budget is spent)."""
         started = time.monotonic()
         end_ns = int((self.clock() - self.logs.safety_lag) * NS)
-        result = LogsCycle()
+        result = LogsOutcome()
         first = self._turn % len(self.selectors)
         self._turn += 1
         try:
@@ -152,7 +202,7 @@ class LogsPipeline:
                     # one bad selector must not stop the others; it is retried (and reported) every cycle
                     result.bad_selectors[selector] = str(exc)
                     self.telemetry.pull_failed(
-                        self.name, "loki", duration=time.monotonic() - started, reason=FAIL_BAD_SELECTOR,
+                        self.name, self.source, duration=time.monotonic() - started, reason=FAIL_BAD_SELECTOR,
                         message=str(exc),
                     )  # fmt: skip
         except QueueError as exc:
@@ -168,7 +218,7 @@ class LogsPipeline:
                 self.telemetry.log_throttled_429(self.name, "query")
             result.error, result.reason = str(exc), exc.reason
             self.telemetry.pull_failed(
-                self.name, "loki", duration=time.monotonic() - started, reason=exc.reason, message=str(exc)
+                self.name, self.source, duration=time.monotonic() - started, reason=exc.reason, message=str(exc)
             )
         result.duration = time.monotonic() - started
         result.finished_at = self.clock()
@@ -177,15 +227,13 @@ class LogsPipeline:
             self.telemetry.log_lag_seconds(self.name, result.lag_seconds)
         result.ok = result.error is None and not result.bad_selectors
         if result.ok:
-            self.telemetry.pull_succeeded(
-                self.name, "loki", duration=result.duration, series=result.entries, at=result.finished_at
-            )
-        self.last = result
+            self.telemetry.pull_succeeded(self.name, self.source, duration=result.duration, at=result.finished_at)
+        self._last = result
         return result
 
-    async def _pull(self, selector: str, end_ns: int, started: float, result: LogsCycle) -> None:
+    async def _pull(self, selector: str, end_ns: int, started: float, result: LogsOutcome) -> None:
         cursor = self._load(selector)
-        async with contextlib.aclosing(self.source.pages(selector, cursor, end_ns)) as pages:
+        async with contextlib.aclosing(self.puller.pages(selector, cursor, end_ns)) as pages:
             async for page in pages:
                 self._enqueue(page)
                 self.cursors.save(
@@ -223,7 +271,7 @@ class LogsPipeline:
         oldest = min(c.start_ns for c in self._cursor.values())
         return self.clock() - oldest / NS
 
-    def _backpressure(self, result: LogsCycle) -> bool:
+    def _backpressure(self, result: LogsOutcome) -> bool:
         full = self.queue.stats().bytes > BACKPRESSURE_FRACTION * self.queue.max_bytes
         if full != self._in_backpressure:
             self._in_backpressure = full
@@ -240,9 +288,7 @@ class LogsPipeline:
         """Normalize, check Loki's limits, batch by bytes, and append the page's payloads as one group."""
         if not page.entries:
             return
-        payloads = self._encode(page.entries)
-        if payloads:
-            self.queue.append_many(payloads, group=self.queue.last_seq + 1)
+        append_cycle(self.queue, self._encode(page.entries))  # a QueueError stops the cycle: cursor stays
 
     def _encode(self, entries: list[LogEntry]) -> list[tuple[bytes, int]]:
         max_line = self.logs.max_line_bytes
@@ -284,9 +330,9 @@ class LogsPipeline:
                     f"lines over logs.max_line_bytes ({max_line} bytes), e.g. {long_example[1]} bytes in "
                     f"stream {_show(long_example[0])}; the central Loki would reject them"
                 )
-                self.telemetry.dropped(self.name, SIGNAL, reason, n, detail=detail)
+                self.telemetry.dropped(self.name, self.signal, reason, n, detail=detail)
             else:  # relabel drops are on purpose; label-limit problems were logged once per stream
-                self.telemetry.dropped(self.name, SIGNAL, reason, n, quiet=True)
+                self.telemetry.dropped(self.name, self.signal, reason, n, quiet=True)
         return payloads
 
     def _normalize(self, labels: Labels) -> object:
@@ -330,93 +376,6 @@ class LogsPipeline:
                     f"({self.logs.max_label_value_length})"
                 )
         return None
-
-
-class ClusterLogs:
-    """One cluster's logs path as the service runs it: its Loki session, source, pipeline, cursors.
-
-    The queue and its delivery are the service's (`open_logs_queue`, `logs_delivery`), like the metrics
-    path's, so shutdown, flushing and `/status` treat both signals alike.
-    """
-
-    def __init__(
-        self, cfg: Config, cluster: ClusterConfig, *, telemetry: Telemetry, queue: DurableQueue
-    ) -> None:
-        assert cluster.loki is not None and cfg.central.loki is not None
-        self.name = cluster.name
-        self.cfg = cluster.loki
-        self.telemetry = telemetry
-        self.session = new_session(cluster.loki)
-        source = LokiSource(cluster.name, cluster.loki, self.session, page_limit=cfg.logs.page_limit)
-        normalizer = Normalizer(
-            cluster_label=cfg.cluster_label,
-            cluster=cluster.name,
-            static_labels=cluster.labels,
-            relabeler=Relabeler(cfg.relabel_configs) if cfg.relabel_configs else None,
-            on_collision=lambda label: telemetry.label_collisions.labels(cluster.name, label).inc(),
-        )
-        self.pipeline = LogsPipeline(
-            cfg, cluster, source=source, normalizer=normalizer, queue=queue,
-            cursors=CursorStore(Path(cfg.data_dir) / "log_cursors", cluster.name), telemetry=telemetry,
-            encoding=cfg.central.loki.encoding,
-        )  # fmt: skip
-
-    @property
-    def last(self) -> LogsCycle:
-        return self.pipeline.last
-
-    async def cycle(self) -> LogsCycle:
-        return await self.pipeline.cycle()
-
-    def status(self) -> dict[str, object]:
-        """This cluster's `logs` entry of `/status`."""
-        last = self.pipeline.last
-        return {
-            "url": safe_url(self.cfg.url),
-            "up": last.ok,
-            "last_finished": last.finished_at,
-            "last_error": last.error,
-            "last_reason": last.reason,
-            "bad_selectors": last.bad_selectors,
-            "entries_last_cycle": last.entries,
-            "lag_seconds": None if last.lag_seconds is None else round(last.lag_seconds, 3),
-            "backpressure": last.backpressure,
-            "pull_seconds": round(last.duration, 3),
-        }
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
-def open_logs_queue(cfg: Config, cluster: str, on_drop: Callable[[str, int], None]) -> DurableQueue:
-    """The cluster's logs queue under data_dir/queue/<cluster>/logs.
-
-    fsync per append (unless queue.fsync is "never"): the cursor is fsynced right after the append, and a
-    cursor that survives a power cut while the entries it passed do not would lose them.
-    """
-    q = cfg.queue
-    return DurableQueue(
-        Path(cfg.data_dir) / "queue" / cluster / SIGNAL,
-        max_bytes=q.max_bytes,
-        segment_bytes=q.segment_bytes,
-        max_age=LOGS_QUEUE_MAX_AGE,
-        fsync="never" if q.fsync == "never" else "always",
-        on_drop=on_drop,
-    )
-
-
-def logs_delivery(
-    cfg: Config, cluster: str, queue: DurableQueue, session: aiohttp.ClientSession, telemetry: Telemetry
-) -> Delivery:
-    """The queue's delivery to the central Loki: one record in flight, so each stream stays in time order."""
-    central = cfg.central.loki
-    assert central is not None
-    sink = LokiPushSink(central, session, on_throttled=lambda: telemetry.log_throttled_429(cluster, "push"))
-    return Delivery(
-        queue, sink, cluster=cluster, signal=SIGNAL, telemetry=telemetry, max_in_flight=1,
-        min_backoff=central.min_backoff, max_backoff=central.max_backoff, max_age=LOGS_QUEUE_MAX_AGE,
-        on_sent=lambda r: telemetry.logs_sent(cluster, entries=r.count, body_bytes=len(r.payload) - 1),
-    )  # fmt: skip
 
 
 def _show(labels: Labels) -> str:

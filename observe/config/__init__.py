@@ -1,0 +1,53 @@
+"""The config model: one YAML file describes the fleet, read by the service and the generators alike.
+
+    types.py        the shared value types: ConfigModel (strict, frozen), Duration, Size, HttpUrl
+    http_client.py  how to reach one HTTP server: HTTPClientConfig, BasicAuth, TLSConfig
+    fleet.py        Config, the clusters and their sources, the central sinks, queue and logs
+    alerts.py       the generators' settings: GrafanaConfig, AlertsConfig
+    loader.py       load_config / parse_config: YAML, `${VAR}`, validation, cross-field and service checks
+
+Importers use this package, never a module in it, so the split can change without touching them.
+"""
+
+from observe.config.alerts import AlertsConfig, GrafanaConfig
+from observe.config.fleet import (
+    CentralConfig,
+    ClusterConfig,
+    Config,
+    LogsConfig,
+    LokiPushConfig,
+    LokiSourceConfig,
+    PrometheusSourceConfig,
+    QueueConfig,
+    ReceiverKind,
+    RemoteWriteConfig,
+)
+from observe.config.http_client import BasicAuth, HTTPClientConfig, TLSConfig
+from observe.config.loader import load_config, parse_config, require_service_config, service_problems
+from observe.config.types import LABEL_NAME, Duration, HttpUrl, Size
+
+__all__ = [
+    "LABEL_NAME",
+    "AlertsConfig",
+    "BasicAuth",
+    "CentralConfig",
+    "ClusterConfig",
+    "Config",
+    "Duration",
+    "GrafanaConfig",
+    "HTTPClientConfig",
+    "HttpUrl",
+    "LogsConfig",
+    "LokiPushConfig",
+    "LokiSourceConfig",
+    "PrometheusSourceConfig",
+    "QueueConfig",
+    "ReceiverKind",
+    "RemoteWriteConfig",
+    "Size",
+    "TLSConfig",
+    "load_config",
+    "parse_config",
+    "require_service_config",
+    "service_problems",
+]

@@ -1,0 +1,267 @@
+"""The fleet: `Config` (the whole file), each cluster and its sources (`prometheus` federation, `loki`
+tailing), the central sinks (`remote_write`, `loki` push), and the `queue` and `logs` settings.
+
+Each model checks what it can see on its own; rules that span sections (duplicate names, a timeout
+against `interval`) are in `observe.config.loader`, where they can name their YAML path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from observe.config.alerts import AlertsConfig, GrafanaConfig
+from observe.config.http_client import HTTPClientConfig
+from observe.config.types import LABEL_NAME, ConfigModel, Duration, Size
+from observe.transform.relabel import RelabelConfig
+from observe.units import format_duration, parse_duration
+
+
+class PrometheusSourceConfig(HTTPClientConfig):
+    """A cluster's Prometheus, pulled through `/federate`."""
+
+    match: list[str] = Field(default_factory=lambda: ['{__name__=~".+"}'], min_length=1)
+    max_response_bytes: Size = 512 * 2**20  # a 100k-series federate body is ~15 MiB; 512 MiB is a runaway
+
+    @field_validator("match")
+    @classmethod
+    def _selectors(cls, value: list[str]) -> list[str]:
+        for sel in value:
+            if not sel.strip():
+                raise ValueError("a match[] selector must not be empty")
+        return value
+
+
+class LokiSourceConfig(HTTPClientConfig):
+    """A cluster's Loki, tailed through `query_range`."""
+
+    selectors: list[str] = Field(min_length=1)
+    tenant: str | None = None
+
+
+def _cap_default_timeout(src: HTTPClientConfig, interval: float) -> HTTPClientConfig:
+    """`src` with an unset timeout capped at `interval`, as Prometheus caps an unset scrape_timeout at the
+    scrape_interval: a default must never be what refuses a config. The copy still has `timeout` unset
+    (`model_fields_set`), so the loader refuses only a timeout the user wrote that is not shorter."""
+    if "timeout" in src.model_fields_set or src.timeout <= interval:
+        return src
+    values = {**dict(src), "timeout": interval}  # min(default, interval): the default is the longer here
+    return type(src).model_construct(_fields_set=set(src.model_fields_set), **values)  # already validated
+
+
+class ClusterConfig(ConfigModel):
+    name: str = Field(min_length=1, max_length=128)
+    labels: dict[str, str] = Field(default_factory=dict)
+    prometheus: PrometheusSourceConfig | None = None
+    loki: LokiSourceConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError(f"cluster names are letters, digits, '.', '_' and '-': {value!r}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, val in value.items():
+            if not LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"not a valid label name: {name!r}")
+            if val == "":
+                raise ValueError(f"label {name!r} has an empty value")
+        return value
+
+    def with_default_timeouts_capped(self, interval: float) -> ClusterConfig:
+        capped = {
+            name: _cap_default_timeout(src, interval)
+            for name in ("prometheus", "loki")
+            if (src := getattr(self, name)) is not None
+        }
+        return self.model_copy(update=capped)
+
+
+ReceiverKind = Literal["thanos", "prometheus", "mimir", "victoriametrics", "generic"]
+_TENANT_HEADER: dict[str, str | None] = {
+    "thanos": "THANOS-TENANT",
+    "mimir": "X-Scope-OrgID",
+    "prometheus": None,
+    "victoriametrics": None,
+    "generic": None,
+}
+_RESERVED_REMOTE_WRITE_HEADERS = frozenset(
+    {"authorization", "content-encoding", "content-length", "content-type", "host", "user-agent",
+     "x-prometheus-remote-write-version"}
+)  # fmt: skip
+
+
+class RemoteWriteConfig(HTTPClientConfig):
+    """A central remote-write 1.0 receiver (Thanos Receive, Prometheus, Mimir, VictoriaMetrics)."""
+
+    timeout: Duration = 30.0
+    kind: ReceiverKind | None = None  # guessed from the URL path when absent
+    tenant: str | None = None
+    tenant_header: str | None = None  # defaults by kind: THANOS-TENANT, X-Scope-OrgID
+    # 2,000 samples of ~100 B of labels is ~200 KiB raw, ~40 KiB snappy: far under Thanos' 8 MiB limit.
+    max_samples_per_send: int = Field(default=2000, ge=1, le=100_000)
+    max_in_flight: int = Field(default=4, ge=1, le=64)
+    # Retry backoff between sends of one batch (full jitter, doubling; Retry-After is a floor)
+    min_backoff: Duration = 0.5
+    max_backoff: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _backoff(self) -> RemoteWriteConfig:
+        _check_backoff(self.min_backoff, self.max_backoff)
+        return self
+
+    @field_validator("headers")
+    @classmethod
+    def _no_protocol_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Prometheus' remote_write.headers rejects these too: overriding one breaks the protocol or auth.
+        for name in value:
+            if name.lower() in _RESERVED_REMOTE_WRITE_HEADERS:
+                raise ValueError(f"header {name!r} is set by observe and cannot be overridden")
+        return value
+
+    def receiver_kind(self) -> ReceiverKind:
+        if self.kind is not None:
+            return self.kind
+        path = urlsplit(self.url).path
+        if path.endswith("/api/v1/receive"):
+            return "thanos"
+        if path.endswith("/api/v1/push"):
+            return "mimir"
+        return "generic"
+
+    def tenant_header_name(self) -> str:
+        return self.tenant_header or _TENANT_HEADER[self.receiver_kind()] or "X-Scope-OrgID"
+
+
+class LokiPushConfig(HTTPClientConfig):
+    """The central Loki's push API."""
+
+    tenant: str | None = None
+    encoding: Literal["protobuf", "json"] = "protobuf"
+    # Retry backoff between pushes of one record (full jitter, doubling; Retry-After is a floor)
+    min_backoff: Duration = 0.5
+    max_backoff: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _backoff(self) -> LokiPushConfig:
+        _check_backoff(self.min_backoff, self.max_backoff)
+        return self
+
+
+def _check_backoff(min_backoff: float, max_backoff: float) -> None:
+    # Checked here, at load: the delivery layer asserts the same and would otherwise fail at start-up.
+    if not 0 < min_backoff <= max_backoff:
+        raise ValueError(
+            f"need 0 < min_backoff <= max_backoff, got {format_duration(min_backoff)} and "
+            f"{format_duration(max_backoff)}"
+        )
+
+
+class CentralConfig(ConfigModel):
+    remote_write: RemoteWriteConfig | None = None
+    loki: LokiPushConfig | None = None
+
+
+class QueueConfig(ConfigModel):
+    """The durable on-disk queue between normalize and the sinks, one per cluster under `data_dir/queue/`."""
+
+    max_bytes: Size = 2 * 2**30  # per cluster: 100k series x 30s ≈ 1.2 MiB/cycle snappy -> ~2 days
+    segment_bytes: Size = 8 * 2**20
+    # Thanos Receive rejects samples ~1h older than the tenant's newest; older backlog is dropped as too_old.
+    max_age: Duration = 6 * 3600.0
+    fsync: Literal["segment", "always", "never"] = "segment"
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QueueConfig:
+        if self.segment_bytes < 64 * 1024:
+            raise ValueError("segment_bytes must be at least 64KiB")
+        if self.max_bytes < 2 * self.segment_bytes:
+            raise ValueError("max_bytes must be at least twice segment_bytes")
+        return self
+
+
+class LogsConfig(ConfigModel):
+    start_from: str = "now"  # "now" or a duration back in time, e.g. "1h"
+    safety_lag: Duration = 30.0
+    page_limit: int = Field(default=5000, ge=1)
+    max_line_bytes: Size = 256 * 1024
+    # Loki's default limits_config (max_label_names_per_series, max_label_name_length,
+    # max_label_value_length): a stream over them is reported and dropped here, not half-rejected centrally.
+    max_label_names: int = Field(default=15, ge=1)
+    max_label_name_length: int = Field(default=1024, ge=1)
+    max_label_value_length: int = Field(default=2048, ge=1)
+    # Uncompressed push body: Promtail's default batch_size; ~200 KiB snappy, far under Loki's limits.
+    push_batch_bytes: Size = 2**20
+    ship_own_logs: bool = True  # the collector's own logs to central.loki, labelled self_cluster
+
+    @field_validator("start_from")
+    @classmethod
+    def _start_from(cls, value: str) -> str:
+        if value != "now":
+            parse_duration(value)
+        return value
+
+
+class Config(ConfigModel):
+    interval: Duration = 30.0
+    cluster_label: str = "cluster"
+    data_dir: Path = Path("./observe-data")
+    listen: str = "127.0.0.1:9464"
+    self_cluster: str = "management"
+    self_metrics: bool = True
+    clusters: list[ClusterConfig] = Field(min_length=1)
+    relabel_configs: list[RelabelConfig] = Field(default_factory=list)
+    central: CentralConfig = CentralConfig()
+    queue: QueueConfig = QueueConfig()
+    logs: LogsConfig = LogsConfig()
+    grafana: GrafanaConfig = GrafanaConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    shutdown_timeout: Duration = 20.0
+
+    @field_validator("cluster_label")
+    @classmethod
+    def _cluster_label(cls, value: str) -> str:
+        if not LABEL_NAME.match(value) or value.startswith("__"):
+            raise ValueError(f"not a valid label name: {value!r}")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"not host:port: {value!r}")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("interval must be at least 1s")
+        return value
+
+    @field_validator("clusters")
+    @classmethod
+    def _default_timeouts_within_interval(
+        cls, value: list[ClusterConfig], info: ValidationInfo
+    ) -> list[ClusterConfig]:
+        interval = info.data.get("interval")  # absent when interval itself is invalid (reported as such)
+        return value if interval is None else [c.with_default_timeouts_capped(interval) for c in value]
+
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    def cluster(self, name: str) -> ClusterConfig:
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise KeyError(name)
