@@ -106,7 +106,7 @@ def _bad_series(rng: random.Random, name: str) -> str:
 
 def _comment(rng: random.Random, name: str, odd: bool) -> str:
     good = [
-        f"# HELP {name} Help with \\\\ and \\n escapes, {{braces}} and \"quotes\".",
+        f'# HELP {name} Help with \\\\ and \\n escapes, {{braces}} and "quotes".',
         f"# TYPE {name} {rng.choice(TYPES)}",
         f"# TYPE {name}\t{rng.choice(TYPES)}",
         f"#  HELP  {name}  two blanks",

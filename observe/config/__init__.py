@@ -18,8 +18,10 @@ from observe.config.fleet import (
     LokiPushConfig,
     LokiSourceConfig,
     PrometheusSourceConfig,
+    PullProtocol,
     QueueConfig,
     ReceiverKind,
+    RemoteReadConfig,
     RemoteWriteConfig,
 )
 from observe.config.http_client import BasicAuth, HTTPClientConfig, TLSConfig
@@ -41,8 +43,10 @@ __all__ = [
     "LokiPushConfig",
     "LokiSourceConfig",
     "PrometheusSourceConfig",
+    "PullProtocol",
     "QueueConfig",
     "ReceiverKind",
+    "RemoteReadConfig",
     "RemoteWriteConfig",
     "Size",
     "TLSConfig",

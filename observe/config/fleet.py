@@ -16,16 +16,62 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from observe.config.alerts import AlertsConfig, GrafanaConfig
 from observe.config.http_client import HTTPClientConfig
-from observe.config.types import LABEL_NAME, ConfigModel, Duration, Size
+from observe.config.types import LABEL_NAME, ConfigModel, Duration, HttpUrl, Size
 from observe.transform.relabel import RelabelConfig
 from observe.units import format_duration, parse_duration
 
+PullProtocol = Literal["auto", "remote_read", "federate"]
+
+
+class RemoteReadConfig(ConfigModel):
+    """How remote-read reads a cluster's raw samples: `remote_read:` for the fleet, and per cluster
+    `prometheus.remote_read:` overriding any of its keys."""
+
+    # A first start (no cursor yet) reads this far back: a few scrapes, not the source's whole retention.
+    start_from: Duration = 300.0
+    # The longest gap filled after an outage. Thanos Receive, Mimir and a Prometheus receiver reject samples
+    # about an hour older than the tenant's newest (no out-of-order window): older than that would be read,
+    # shipped and refused. Raise it with a per-cluster tenant or an out-of-order window at the centre.
+    backfill_limit: Duration = 3600.0
+    # Behind the source's head: a sample carries its scrape's start time but is committed at the scrape's
+    # end (scrape_timeout, 10s by default) and rule results after their evaluation; a window must not
+    # close on a time whose samples can still appear.
+    safety_lag: Duration = 30.0
+    # The largest window one request covers: 100k series x 5m at a 15s scrape interval is 2M samples,
+    # ~3 MiB of XOR chunks, streamed in frames of at most 1 MiB.
+    max_window: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _positive(self) -> RemoteReadConfig:
+        for name in ("start_from", "backfill_limit", "max_window"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.safety_lag < 0:
+            raise ValueError("safety_lag must not be negative")
+        return self
+
+    def overridden_by(self, override: RemoteReadConfig | None) -> RemoteReadConfig:
+        """These settings with the keys `override` sets (a cluster's own) taking their place."""
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
 
 class PrometheusSourceConfig(HTTPClientConfig):
-    """A cluster's Prometheus, pulled through `/federate`."""
+    """A cluster's Prometheus: raw samples through remote-read, or the newest ones through `/federate`."""
 
     match: list[str] = Field(default_factory=lambda: ['{__name__=~".+"}'], min_length=1)
     max_response_bytes: Size = 512 * 2**20  # a 100k-series federate body is ~15 MiB; 512 MiB is a runaway
+    # auto: remote-read, falling back to federation (loudly: logged, /status, observe check) when the
+    # source refuses it (an old Prometheus, a proxy that only lets GET through).
+    protocol: PullProtocol = "auto"
+    remote_read: RemoteReadConfig | None = None  # this cluster's overrides of the fleet's remote_read
+    # An HA pair (or more) scraping the same targets: `url` first, then these in order on failure; every
+    # replica has the same credentials and TLS settings.
+    replica_urls: list[HttpUrl] = Field(default_factory=list)
+    # The external label that tells the replicas apart (Thanos' `replica`, Prometheus Operator's
+    # `prometheus_replica`): dropped, so the centre sees one series, not one per replica.
+    replica_label: str | None = None
 
     @field_validator("match")
     @classmethod
@@ -34,6 +80,17 @@ class PrometheusSourceConfig(HTTPClientConfig):
             if not sel.strip():
                 raise ValueError("a match[] selector must not be empty")
         return value
+
+    @field_validator("replica_label")
+    @classmethod
+    def _replica_label(cls, value: str | None) -> str | None:
+        if value is not None and (not LABEL_NAME.match(value) or value.startswith("__")):
+            raise ValueError(f"not a valid label name: {value!r}")
+        return value
+
+    def urls(self) -> list[str]:
+        """Every replica's URL, in the order they are tried."""
+        return [self.url, *self.replica_urls]
 
 
 class LokiSourceConfig(HTTPClientConfig):
@@ -222,6 +279,7 @@ class Config(ConfigModel):
     central: CentralConfig = CentralConfig()
     queue: QueueConfig = QueueConfig()
     logs: LogsConfig = LogsConfig()
+    remote_read: RemoteReadConfig = RemoteReadConfig()
     grafana: GrafanaConfig = GrafanaConfig()
     alerts: AlertsConfig = AlertsConfig()
     shutdown_timeout: Duration = 20.0
@@ -259,6 +317,11 @@ class Config(ConfigModel):
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+    def remote_read_for(self, cluster: ClusterConfig) -> RemoteReadConfig:
+        """The fleet's remote_read settings with the cluster's own overrides."""
+        own = cluster.prometheus.remote_read if cluster.prometheus is not None else None
+        return self.remote_read.overridden_by(own)
 
     def cluster(self, name: str) -> ClusterConfig:
         for c in self.clusters:

@@ -64,6 +64,16 @@ class Outcome:
         """The signal's own counts, by name, for tables (`run --once`, the demo's live view)."""
         return {}
 
+    def status(self) -> dict[str, object]:
+        """The fields of a pipeline's `/status` section that every signal has."""
+        return {
+            "up": self.ok,
+            "last_finished": self.finished_at,
+            "last_error": self.error,
+            "last_reason": self.reason,
+            "pull_seconds": round(self.duration, 3),
+        }
+
 
 @dataclass(frozen=True)
 class DeliveryPlan:

@@ -169,15 +169,11 @@ class LogsPipeline:
         last = self._last
         return {
             "url": safe_url(self.url),
-            "up": last.ok,
-            "last_finished": last.finished_at,
-            "last_error": last.error,
-            "last_reason": last.reason,
+            **last.status(),
             "bad_selectors": last.bad_selectors,
             "entries_last_cycle": last.entries,
             "lag_seconds": None if last.lag_seconds is None else round(last.lag_seconds, 3),
             "backpressure": last.backpressure,
-            "pull_seconds": round(last.duration, 3),
         }
 
     async def close(self) -> None:

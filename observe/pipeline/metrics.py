@@ -150,15 +150,11 @@ class MetricsPipeline:
         last = self._last
         return {
             "url": safe_url(self.puller.url),
-            "up": last.ok,
-            "last_finished": last.finished_at,
-            "last_error": last.error,
-            "last_reason": last.reason,
+            **last.status(),
             "series": last.series,
             "samples_last_cycle": last.samples,
             "stale_markers_last_cycle": last.stale,
             "bad_lines_last_cycle": last.bad_lines,
-            "pull_seconds": round(last.duration, 3),
         }
 
     async def close(self) -> None:

@@ -83,7 +83,7 @@ class OwnMetricsPipeline:
         return self._last
 
     def status(self) -> dict[str, object]:
-        return {"up": self._last.ok, "last_finished": self._last.finished_at, "series": self._series}
+        return {**self._last.status(), "series": self._series}
 
     async def close(self) -> None:
         """Nothing held but the queue, which the collector closes."""

@@ -129,7 +129,8 @@ def split_line(line: str) -> tuple[str, str, str | None] | None:
             return None
     first = line[0]
     if first == "#":
-        return _check_comment(line, 0)
+        _check_comment(line, 0)
+        return None
     # Fast path: the shape Prometheus itself writes, single spaces between tokens and no tabs.
     if first != " " and "\t" not in line:
         brace = line.rfind("}")  # the closing brace is the last `}`: value and timestamp hold none
@@ -164,7 +165,8 @@ def _split_slow(line: str) -> tuple[str, str, str | None] | None:
     if i == n:
         return None
     if line[i] == "#":
-        return _check_comment(line, i)
+        _check_comment(line, i)
+        return None
     m = _METRIC_NAME.match(line, i)
     if m is None:
         raise ExpositionError(f"expected a metric name at the start of the line, got {_show(line[i:], 20)}")
@@ -195,14 +197,14 @@ def _split_slow(line: str) -> tuple[str, str, str | None] | None:
 
 
 def _check_comment(line: str, i: int) -> None:
-    """None for a comment at `line[i]`; raises ExpositionError for a malformed HELP or TYPE line.
+    """Raises ExpositionError if the comment at `line[i]` is a malformed HELP or TYPE line.
 
     promlex.l reads `# HELP name text` as the name, then the rest of the line, of which promparse.go
     drops the first character: so `# TYPE x  gauge` has type ' gauge' and fails, `# TYPE x\tgauge` passes.
     """
     meta = _META.match(line, i)
     if meta is None:
-        return None
+        return
     kind = meta.group(1)
     name = _METRIC_NAME.match(line, meta.end())
     if name is None:
@@ -212,7 +214,6 @@ def _check_comment(line: str, i: int) -> None:
             f"invalid metric type {_show(line[name.end() + 1 :], 20)} for {name.group()!r}: "
             f"want one of {', '.join(sorted(_TYPES))}"
         )
-    return None
 
 
 def _scan_labels(line: str, i: int) -> int:
@@ -340,8 +341,8 @@ def parse_value(text: str) -> float:
     Accepted: ASCII decimals and exponents (`1`, `-0.5`, `.5`, `5.`, `1e-3`, `1E+10`; underflow is 0),
     `NaN`, `Inf`/`Infinity` with an optional sign, in any case. Refused like a 2.42 scrape: `_` and hex
     floats (promparse.go refuses any `p`, `P` or `_`, and Go's hex floats need a `p`), a signed NaN,
-    out-of-range numbers (`1e400`), and what Python's float() takes beyond Go: non-ASCII digits (`١`,
-    `１`) and surrounding whitespace (`\x0c1`, `1\r`). Every NaN comes back with NormalNaN's bits.
+    out-of-range numbers (`1e400`), and what Python's float() takes beyond Go: non-ASCII digits (Arabic-Indic,
+    fullwidth) and surrounding whitespace (`\x0c1`, `1\r`). Every NaN comes back with NormalNaN's bits.
 
     The hot path's one value parser too (series_cache.py): float() does the work, the checks after it
     are three C-level scans of a short string (~60 ns of a cached-miss line's ~1.3 us).

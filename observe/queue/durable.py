@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from observe.atomic_file import temp_path
 from observe.errors import QueueError
 from observe.queue.cursor import CURSOR_FILE, read_cursor, write_cursor
 from observe.queue.segment import ScanResult, Segment, decode, encode, parse_segment_name, scan
@@ -262,7 +263,7 @@ class DurableQueue:
     # -- internals --------------------------------------------------------------------------------
     def _load(self) -> None:
         cursor = read_cursor(self.directory)
-        (self.directory / (CURSOR_FILE + ".tmp")).unlink(missing_ok=True)
+        temp_path(self.directory / CURSOR_FILE).unlink(missing_ok=True)  # a crash's half-written cursor
         found = sorted(
             (first, path)
             for path in self.directory.iterdir()

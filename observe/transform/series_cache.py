@@ -20,6 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from observe.protocol.exposition import (
+    ExpositionError,
+    parse_series,
+    parse_timestamp,
+    parse_value,
+    split_line,
+)
 from observe.protocol.remote_write import (
     compress,
     encode_labels,
@@ -29,7 +36,6 @@ from observe.protocol.remote_write import (
     sample_frame,
     series_prefix,
 )
-from observe.protocol.exposition import ExpositionError, parse_series, parse_timestamp, parse_value, split_line
 from observe.transform.normalize import Normalizer
 
 # Entry layout, a list for speed (attribute access on a slotted object costs ~2x an index here):

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from observe.protocol.exposition import parse_text
 from observe.protocol.remote_write import decode_write_request, decompress
 from observe.queue.durable import DurableQueue
-from observe.protocol.exposition import parse_text
 from tests.collector_proc import CollectorProcess, run_once, start_collector, write_config
 from tests.e2e.http_fixtures import ReceiverProxy, ThreadedApp, bad_sources_app
 from tests.servers import Server, free_port, prom_query, start_prometheus, start_victoria_metrics, wait_until

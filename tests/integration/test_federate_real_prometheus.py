@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from observe.config import PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import fetch, new_session
-from observe.reasons import FAIL_HTTP_4XX
 from observe.protocol.exposition import parse_text
+from observe.reasons import FAIL_HTTP_4XX
 from observe.sources.prometheus_federate import PrometheusFederateSource
 from tests.servers import Server, prom_query, start_prometheus, wait_until
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 import time
 
 import pytest
@@ -389,3 +390,90 @@ def test_histogram_and_summary_series_from_prometheus_client() -> None:
     assert buckets == {"0.1": 1.0, "1.0": 2.0, "+Inf": 3.0}
     assert ("payload_bytes_sum", [], 512.0, None) in samples
     assert ("payload_bytes_count", [], 1.0, None) in samples
+
+
+# -- what a Prometheus 2.42 scrape refuses, checked against the real server -------------------------
+# (tests/integration/test_exposition_differential_prometheus.py: each row failed a real scrape)
+
+MORE_BAD_VALUES = [
+    "\uff11",  # fullwidth one: float() takes it
+    "1\uff10",
+    "\u0967.5",  # Devanagari one
+    "1\x0b",  # whitespace float() strips
+    "\x1c1",
+    "1\x00",
+    "0X1P3",
+    "0x1.8p1",
+    "1.7976931348623159e308",  # rounds past the largest float64: Go's ErrRange
+    ".",
+    "1e",
+    "e5",
+    "1e+",
+    "+",
+    "++1",
+    "1}",
+    "infinityy",
+    "NaNa",
+]
+
+
+@pytest.mark.parametrize("text", MORE_BAD_VALUES, ids=[repr(t) for t in MORE_BAD_VALUES])
+def test_parse_value_refuses_what_prometheus_refuses(text: str) -> None:
+    with pytest.raises(ExpositionError):
+        parse_value(text)
+
+
+@pytest.mark.parametrize("text", ["NaN", "nan", "nAn"])
+def test_parse_value_nan_has_prometheus_normal_nan_bits(text: str) -> None:
+    assert struct.unpack("<Q", struct.pack("<d", parse_value(text)))[0] == 0x7FF8000000000001
+
+
+@pytest.mark.parametrize("text", ["\uff11\uff12", "1\uff10", "\x0c12", "12\x0b", "12\r", "1.", "+", "0x10"])
+def test_parse_timestamp_refuses_what_prometheus_refuses(text: str) -> None:
+    with pytest.raises(ExpositionError):
+        parse_timestamp(text)
+
+
+GOOD_COMMENTS = [
+    "# HELP up Whether the target is up, with \\\\ and \\n.",
+    "# HELP up",
+    "# HELP up-x text",  # the name is `up`; the rest is text
+    "#  HELP  up  two blanks",
+    "# TYPE up untyped",
+    "# TYPE up\tgauge",  # the first character after the name is dropped, whatever it is
+    "# TYPE up counter\r",  # CRLF: our leniency
+    "  # TYPE up histogram",
+    "#TYPE up bogus",  # no blank after `#`: a plain comment
+    "# help up bogus",
+    "# EOF",
+    "#",
+]
+BAD_COMMENTS = [
+    ("# TYPE up bogus", "invalid metric type 'bogus' for 'up'"),
+    ("# TYPE up GAUGE", "invalid metric type 'GAUGE'"),
+    ("# TYPE up info", "invalid metric type 'info'"),
+    ("# TYPE up  gauge", "invalid metric type ' gauge'"),
+    ("# TYPE up gauge ", "invalid metric type 'gauge '"),
+    ("# TYPE up", "invalid metric type ''"),
+    ("# TYPE up-b gauge", "invalid metric type 'b gauge'"),
+    ("  # TYPE up bogus", "invalid metric type 'bogus'"),
+    ("# HELP ", "expected a metric name after HELP, got ''"),
+    ("# TYPE ", "expected a metric name after TYPE"),
+    ("# HELP\t1x text", "expected a metric name after HELP, got '1x text'"),
+]
+
+
+@pytest.mark.parametrize("line", GOOD_COMMENTS)
+def test_comments_prometheus_takes(line: str) -> None:
+    assert split_line(line) is None
+    assert parse_text(line + "\nup 1\n") == ([("up", [], 1.0, None)], [])
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_COMMENTS, ids=[c[0] for c in BAD_COMMENTS])
+def test_malformed_help_and_type_lines_are_bad_lines(line: str, message: str) -> None:
+    # A Prometheus scrape fails on these; we skip the line and count it, and lose no sample.
+    with pytest.raises(ExpositionError, match=re.escape(message)):
+        split_line(line)
+    samples, errors = parse_text(f"up 1\n{line}\ndown 0\n")
+    assert [s[0] for s in samples] == ["up", "down"]
+    assert [n for n, _ in errors] == [2]
