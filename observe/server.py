@@ -1,8 +1,9 @@
-"""The collector's own HTTP endpoints: /metrics, /healthz, /readyz, /status.
+"""The collector's own HTTP endpoints: /, /metrics, /healthz, /readyz, /status.
 
 `/status` is for a human with `kubectl port-forward` (per-cluster state as JSON); it shows URLs and
 outcomes, never credentials: every URL in it went through `observe.http.safe_url` (no userinfo, no
-query), and no header value is ever included.
+query), and no header value is ever included. `/` is the same document as an HTML page
+(`observe.status_page`), rendered from `status_document()` and nothing else.
 
 The server knows nothing of the collector: it serves whatever `StatusProvider` it is given.
 """
@@ -10,12 +11,23 @@ The server knows nothing of the collector: it serves whatever `StatusProvider` i
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-__all__ = ["StatusProvider", "StatusServer"]
+from observe import status_page
+
+__all__ = ["StatusProvider", "StatusServer", "page_refresh_seconds"]
+
+# The page fetches nothing and runs no script; the header says so to the browser as well, so an error
+# message that slipped past escaping still could not load or run anything.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": status_page.CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",  # a reload must show the collector's state now, not a cached page
+}
 
 
 class StatusProvider(Protocol):
@@ -27,6 +39,10 @@ class StatusProvider(Protocol):
 
     def is_ready(self) -> bool:
         """True once the queues are open and the pipelines started."""
+        ...
+
+    def cycle_interval(self) -> float | None:
+        """Seconds between pulls (the page reloads as often), None if the provider has no cycle."""
         ...
 
     def metrics_text(self) -> bytes:
@@ -42,6 +58,7 @@ class StatusServer:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/", self._page)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -75,6 +92,20 @@ class StatusServer:
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(self.provider.status_document(), dumps=_dumps)
+
+    async def _page(self, request: web.Request) -> web.Response:
+        page = status_page.render(
+            self.provider.status_document(),
+            now=time.time(),
+            refresh_seconds=page_refresh_seconds(self.provider),
+        )
+        return web.Response(text=page, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS)
+
+
+def page_refresh_seconds(provider: StatusProvider) -> int:
+    """How often `/` reloads: once per collection interval, or every 10 s if the provider has none."""
+    interval = provider.cycle_interval()
+    return status_page.DEFAULT_REFRESH_SECONDS if interval is None else status_page.refresh_seconds(interval)
 
 
 def _dumps(obj: Any) -> str:

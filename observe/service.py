@@ -148,6 +148,9 @@ class Collector:
     def is_ready(self) -> bool:
         return self.ready
 
+    def cycle_interval(self) -> float | None:
+        return self.cfg.interval
+
     def metrics_text(self) -> bytes:
         self.refresh_gauges()
         return generate_latest(self.telemetry.registry)

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from observe.config.alerts import AlertsConfig, GrafanaConfig
 from observe.config.http_client import HTTPClientConfig
 from observe.config.types import LABEL_NAME, ConfigModel, Duration, HttpUrl, Size
+from observe.protocol.series_selector import parse_selector
 from observe.transform.relabel import RelabelConfig
 from observe.units import format_duration, parse_duration
 
@@ -79,6 +80,7 @@ class PrometheusSourceConfig(HTTPClientConfig):
         for sel in value:
             if not sel.strip():
                 raise ValueError("a match[] selector must not be empty")
+            parse_selector(sel)  # a ValueError naming the selector and the position (federation and remote-read)
         return value
 
     @field_validator("replica_label")

@@ -30,7 +30,6 @@ from observe.reasons import (
 log = logging.getLogger("observe")
 
 
-
 class Telemetry:
     """All self-metrics in one registry of their own (tests build one per collector)."""
 
@@ -190,6 +189,43 @@ class Telemetry:
             registry=r,
         )
 
+        # -- remote-read ------------------------------------------------------------------------------
+        self.remote_read_lag = Gauge(
+            "observe_remote_read_lag_seconds",
+            "Now minus the cluster's remote-read cursor: how far behind its Prometheus the centre is "
+            "(at least remote_read.safety_lag).",
+            ["cluster"], registry=r,
+        )  # fmt: skip
+        self.remote_read_backlog = Gauge(
+            "observe_remote_read_backlog_seconds",
+            "Seconds of the cluster's samples still to read after the last cycle: above 0 while a gap is "
+            "being filled.",
+            ["cluster"], registry=r,
+        )  # fmt: skip
+        self.remote_read_samples = Counter(
+            "observe_remote_read_samples_total",
+            "Samples read through remote-read, by response type (streamed_xor_chunks or samples).",
+            ["cluster", "response_type"], registry=r,
+        )  # fmt: skip
+        self.remote_read_bytes = Counter(
+            "observe_remote_read_bytes_total", "Bytes of remote-read responses read.", ["cluster"], registry=r
+        )
+        self.remote_read_chunks_skipped = Counter(
+            "observe_remote_read_chunks_skipped_total",
+            "Chunks not decoded because of their encoding (native histograms): counted, never misread.",
+            ["cluster", "encoding"], registry=r,
+        )  # fmt: skip
+        self.remote_read_skipped = Counter(
+            "observe_remote_read_skipped_seconds_total",
+            "Seconds of a gap not read because they were older than remote_read.backfill_limit.",
+            ["cluster"], registry=r,
+        )  # fmt: skip
+        self.source_protocol = Gauge(
+            "observe_source_protocol",
+            "1 for the protocol the cluster's Prometheus is pulled with (remote_read or federate).",
+            ["cluster", "protocol"], registry=r,
+        )  # fmt: skip
+
     # -- events: pulls ---------------------------------------------------------------------------
     def pull_succeeded(self, cluster: str, source: str, *, duration: float, at: float) -> None:
         """Any source's pull finished (what it brought is counted by the signal's own event)."""
@@ -242,6 +278,34 @@ class Telemetry:
             "data dropped",
             extra={"cluster": cluster, "signal": signal, "reason": reason, "count": count, "detail": detail},
         )
+
+    # -- events: remote-read ----------------------------------------------------------------------
+    def remote_read_window(
+        self,
+        cluster: str,
+        *,
+        samples: int,
+        response_type: str,
+        body_bytes: int,
+        chunks_skipped: dict[str, int],
+    ) -> None:
+        self.remote_read_samples.labels(cluster, response_type).inc(samples)
+        self.remote_read_bytes.labels(cluster).inc(body_bytes)
+        for encoding, n in chunks_skipped.items():
+            self.remote_read_chunks_skipped.labels(cluster, encoding).inc(n)
+
+    def remote_read_progress(self, cluster: str, *, lag: float, backlog: float) -> None:
+        self.remote_read_lag.labels(cluster).set(lag)
+        self.remote_read_backlog.labels(cluster).set(backlog)
+
+    def remote_read_cut(self, cluster: str, seconds: float) -> None:
+        """A gap's oldest `seconds` were skipped (older than backfill_limit); the pipeline logged it."""
+        self.remote_read_skipped.labels(cluster).inc(seconds)
+
+    def pulled_with(self, cluster: str, protocol: str) -> None:
+        """The cluster's Prometheus is now pulled with `protocol` (the other one's series goes to 0)."""
+        for name in ("remote_read", "federate"):
+            self.source_protocol.labels(cluster, name).set(1 if name == protocol else 0)
 
     # -- events: sends and queues -------------------------------------------------------------------
     def send_attempted(self, sink: str, seconds: float) -> None:
@@ -311,3 +375,15 @@ class Telemetry:
         self.samples_sent.labels(cluster, sink)
         for reason in (DROP_QUEUE_FULL, DROP_TOO_OLD, DROP_PERMANENT_ERROR):
             self.dropped_samples.labels(cluster, METRICS, reason)
+
+    def init_remote_read(self, cluster: str) -> None:
+        for metric in (
+            self.remote_read_lag,
+            self.remote_read_backlog,
+            self.remote_read_bytes,
+            self.remote_read_skipped,
+        ):
+            metric.labels(cluster)
+        for response_type in ("streamed_xor_chunks", "samples"):
+            self.remote_read_samples.labels(cluster, response_type)
+        self.pulled_with(cluster, "remote_read")

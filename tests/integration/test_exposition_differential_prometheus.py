@@ -128,7 +128,7 @@ def _config(address: str, parse_ids: list[int], store_ids: list[int]) -> str:
             for i in ids
         )
 
-    return f"""global: {{scrape_interval: 2s, scrape_timeout: 1s}}
+    return f"""global: {{scrape_interval: 2s, scrape_timeout: 2s}}
 scrape_configs:
   - job_name: parse
     honor_timestamps: true
@@ -151,12 +151,19 @@ def _scrape_all(
     try:
         expected_targets = len(bodies) + len(store_ids)
 
+        def judged(target: dict[str, Any]) -> bool:
+            # A scrape that never got the body (`Get "...": dial tcp ...: i/o timeout` on a loaded machine)
+            # says nothing about parsing: wait for one that did. Parse errors never start so.
+            return target["health"] == "up" or (
+                target["health"] == "down" and not target["lastError"].startswith('Get "')
+            )
+
         def all_scraped() -> list[dict[str, Any]] | None:
             targets = get_json(f"{prometheus.url}/api/v1/targets?state=active")["data"]["activeTargets"]
-            done = len(targets) == expected_targets and all(t["health"] != "unknown" for t in targets)
+            done = len(targets) == expected_targets and all(judged(t) for t in targets)
             return targets if done else None
 
-        targets = wait_until(all_scraped, timeout=40, interval=0.5, message="every target scraped once")
+        targets = wait_until(all_scraped, timeout=90, interval=0.5, message="every target scraped and judged")
         errors: dict[int, list[str]] = {i: [] for i in range(len(bodies))}
         for t in targets:
             if t["health"] != "up":

@@ -1,0 +1,200 @@
+"""Read a cluster's Prometheus raw samples for a time window through its remote-read API.
+
+API: `POST <url>/api/v1/read`, a snappy `ReadRequest` (observe/protocol/remote_read.py), one query per
+`match` selector over the same window; https://prometheus.io/docs/prometheus/latest/querying/remote_read_api/
+We accept `STREAMED_XOR_CHUNKS` first (`application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse`:
+CRC-checked frames of whole TSDB chunks, about half the bytes of SAMPLES and cheaper for the source to
+serve) and `SAMPLES` (a snappy `ReadResponse`) for servers that only speak that. The source adds its
+external labels to every series, as federation does; the caller applies the collision rule.
+
+A read returns each series once (merged across queries, frames and chunks: chunks may overlap, from the
+head and from compacted blocks), its samples in time order, one per timestamp, within the window
+`(start_ms, end_ms]`: a chunk is sent whole, so samples outside the window are cut here. Values keep their
+bits (staleness markers included). Chunks in an encoding we cannot decode (native histograms) are counted
+per encoding and skipped, never misread.
+
+Failures raise `SourceError` (`reason` a FAIL_* constant), with two kinds the pipeline acts on:
+    RemoteReadUnsupported   404, 405, 501, or a 2xx that is not protobuf (an HTML page, JSON): this server
+                            (or a proxy in front that lets only GET through) does not serve remote-read
+    WindowTooLarge          400 naming the sample limit (`--storage.remote.read-sample-limit`, SAMPLES
+                            only): the same window will never fit; a smaller one may
+Limits on the source, respected here: one request at a time per cluster (the pipeline's loop), so one
+collector takes at most one of `--storage.remote.read-concurrent-limit` (10); frames up to
+`DEFAULT_MAX_FRAME_BYTES` (the server aims at `read-max-bytes-in-frame`, 1 MiB); the whole reply at most
+`max_response_bytes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from observe.config import PrometheusSourceConfig
+from observe.errors import SourceError
+from observe.http import Response, TransportError, body_snippet, fetch, redact, safe_url
+from observe.model import Labels
+from observe.protocol.remote_read import (
+    REQUEST_HEADERS,
+    SAMPLES,
+    STREAMED_XOR_CHUNKS,
+    Query,
+    RemoteReadFormatError,
+    decode_chunked_body,
+    decode_read_response,
+    encode_read_request,
+)
+from observe.protocol.series_selector import Matcher, parse_selector
+from observe.protocol.xor_chunk import ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, XorChunkError, decode_xor
+from observe.reasons import FAIL_BAD_RESPONSE, FAIL_TOO_LARGE
+from observe.replies import classify
+
+__all__ = [
+    "ACCEPTED",
+    "PrometheusRemoteReadSource",
+    "ReadResult",
+    "RemoteReadUnsupported",
+    "WindowTooLarge",
+]
+
+ACCEPTED: Final = (STREAMED_XOR_CHUNKS, SAMPLES)
+_UNSUPPORTED_STATUS: Final = frozenset({404, 405, 501})  # no such endpoint, POST refused, not implemented
+_SAMPLE_LIMIT = re.compile(rb"sample limit", re.IGNORECASE)  # 2.42: "exceeded sample limit (50000000)"
+_ENCODING_NAMES: Final = {ENCODING_HISTOGRAM: "histogram", ENCODING_FLOAT_HISTOGRAM: "float_histogram"}
+_SNIPPET_CHARS: Final = 200
+
+
+class RemoteReadUnsupported(SourceError):
+    """The server does not serve remote-read: fall back to federation (protocol: auto) or fail."""
+
+
+class WindowTooLarge(SourceError):
+    """The server refused the window's size (its sample limit): read a smaller one."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    series: list[tuple[Labels, list[tuple[float, int]]]]  # (value, ts) in time order, within the window
+    samples: int
+    response_type: str  # "streamed_xor_chunks" | "samples": the metric label
+    body_bytes: int
+    chunks_skipped: dict[str, int] = field(default_factory=dict)  # encoding name -> chunks not decoded
+
+
+class PrometheusRemoteReadSource:
+    """One replica of a cluster's Prometheus, read through /api/v1/read with the cluster's HTTP settings."""
+
+    name = "prometheus"
+
+    def __init__(
+        self, cluster: str, cfg: PrometheusSourceConfig, session: aiohttp.ClientSession, *, url: str | None = None
+    ) -> None:
+        self.cluster = cluster
+        self._cfg = cfg
+        self._session = session
+        self.base_url = url or cfg.url
+        base = URL(self.base_url)
+        # A path prefix (a proxy at /prometheus, the API server's service proxy) is kept.
+        self.url = base.with_path(base.path.rstrip("/") + "/api/v1/read")
+        # Checked at load (config/fleet.py); a selector given twice is one query.
+        self._matchers: list[tuple[Matcher, ...]] = [parse_selector(s) for s in dict.fromkeys(cfg.match)]
+
+    async def read(self, start_ms: int, end_ms: int) -> ReadResult:
+        """Every sample with `start_ms < t <= end_ms` of the series the `match` selectors select."""
+        # Query bounds are inclusive on both sides (tsdb's Select(mint, maxt)): start after the cursor.
+        queries = [Query(start_ms + 1, end_ms, matchers) for matchers in self._matchers]
+        try:
+            resp = await fetch(
+                self._session, "POST", self.url, cfg=self._cfg, max_bytes=self._cfg.max_response_bytes,
+                headers=REQUEST_HEADERS, data=encode_read_request(queries, ACCEPTED),
+            )  # fmt: skip
+        except TransportError as exc:
+            raise SourceError(f"cluster {self.cluster!r}: {exc}", reason=exc.reason) from exc
+        self._check(resp)
+        # Decoding XOR chunks is ~0.6 s of CPU per million samples: off the event loop.
+        return await asyncio.to_thread(self._decode, resp, start_ms, end_ms)
+
+    # -- the answer, checked ----------------------------------------------------------------------
+    def _fail(self, what: str, reason: str, kind: type[SourceError] = SourceError) -> SourceError:
+        message = f"cluster {self.cluster!r}: POST {safe_url(self.url)}: {what}"
+        return kind(redact(message, self._cfg), reason=reason)
+
+    def _check(self, resp: Response) -> None:
+        status = resp.status
+        if 200 <= status < 300:
+            return
+        text = repr(redact(body_snippet(resp.body, _SNIPPET_CHARS), self._cfg)) if resp.body.strip() else "empty body"
+        if status in _UNSUPPORTED_STATUS:
+            raise self._fail(
+                f"HTTP {status}: remote-read is not served here ({text})", classify(status).reason,
+                RemoteReadUnsupported,
+            )  # fmt: skip
+        if status == 400 and _SAMPLE_LIMIT.search(resp.body[:4096]):
+            raise self._fail(
+                f"HTTP 400: the window holds more samples than the server's --storage.remote.read-sample-limit "
+                f"allows ({text})",
+                FAIL_TOO_LARGE,
+                WindowTooLarge,
+            )
+        reply = classify(status)  # the decision and reason are observe.replies'; the words are ours
+        raise self._fail(f"HTTP {status}: {text}", reply.reason)
+
+    def _decode(self, resp: Response, start_ms: int, end_ms: int) -> ReadResult:
+        ctype = resp.headers.get("Content-Type", "").lower()
+        body = bytes(resp.body)
+        try:
+            if ctype.startswith("application/x-streamed-protobuf"):
+                return self._streamed(body, start_ms, end_ms)
+            if ctype.startswith("application/x-protobuf"):
+                return self._samples(body, start_ms, end_ms)
+        except (RemoteReadFormatError, XorChunkError) as exc:
+            raise self._fail(f"malformed remote-read response: {exc}", FAIL_BAD_RESPONSE) from exc
+        shown = ctype.split(";", 1)[0] or "no Content-Type"
+        raise self._fail(
+            f"the reply is {shown}, not protobuf: remote-read is not served here "
+            f"({body_snippet(body, 80)!r})",
+            FAIL_BAD_RESPONSE,
+            RemoteReadUnsupported,
+        )
+
+    def _streamed(self, body: bytes, start_ms: int, end_ms: int) -> ReadResult:
+        merged: dict[Labels, dict[int, float]] = {}
+        skipped: dict[str, int] = {}
+        for frame in decode_chunked_body(body):
+            for series in frame.series:
+                points = merged.get(series.labels)
+                if points is None:
+                    points = merged[series.labels] = {}
+                for chunk in series.chunks:
+                    if chunk.max_time_ms <= start_ms or chunk.min_time_ms > end_ms:
+                        continue
+                    if chunk.type != 1:  # XOR: the only float encoding
+                        name = _ENCODING_NAMES.get(chunk.type, f"unknown_{chunk.type}")
+                        skipped[name] = skipped.get(name, 0) + 1
+                        continue
+                    timestamps, values = decode_xor(chunk.data)
+                    for ts, value in zip(timestamps, values, strict=True):
+                        if start_ms < ts <= end_ms:
+                            points.setdefault(ts, value)  # overlapping chunks: the first one wins
+        return _result(merged, "streamed_xor_chunks", len(body), skipped)
+
+    def _samples(self, body: bytes, start_ms: int, end_ms: int) -> ReadResult:
+        merged: dict[Labels, dict[int, float]] = {}
+        for result in decode_read_response(body):
+            for labels, samples in result:
+                points = merged.setdefault(labels, {})
+                for value, ts in samples:
+                    if start_ms < ts <= end_ms:
+                        points.setdefault(ts, value)
+        return _result(merged, "samples", len(body), {})
+
+
+def _result(
+    merged: dict[Labels, dict[int, float]], response_type: str, body_bytes: int, skipped: dict[str, int]
+) -> ReadResult:
+    series = [(labels, [(points[ts], ts) for ts in sorted(points)]) for labels, points in merged.items() if points]
+    return ReadResult(series, sum(len(p) for _, p in series), response_type, body_bytes, skipped)
