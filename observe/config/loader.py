@@ -66,16 +66,12 @@ def parse_config(data: Any, *, source: str = "config", for_service: bool = False
 
 
 def service_problems(cfg: Config) -> list[str]:
-    """What the collector needs beyond a config the generators accept; each message names its YAML path."""
-    if cfg.central.loki is not None:
-        return []
-    # Valid for the generators (rules and dashboards know the cluster has logs), not for running: there
-    # is no embedded store for logs, and silently not collecting them would surprise.
-    return [
-        f"clusters[{i}].loki: `observe run` needs central.loki to ship these logs to"
-        for i, c in enumerate(cfg.clusters)
-        if c.loki is not None
-    ]
+    """What the collector needs beyond a config the generators accept; each message names its YAML path.
+
+    Nothing today: a cluster's `loki` without `central.loki` ships its logs to the embedded store, as
+    metrics without `central.remote_write` do. Checks that only running needs belong here."""
+    del cfg
+    return []
 
 
 def require_service_config(cfg: Config) -> None:

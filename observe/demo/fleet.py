@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from observe.demo import addons, kubernetes
+from observe.demo.logs import SimulatedLogs
 from observe.demo.series import Selector, SeriesTable, Timeline
 from observe.demo.topology import Draw, build_topology
 
@@ -63,7 +64,8 @@ _EXPORTERS: Final = (
 
 
 class SimulatedCluster:
-    """One cluster's worth of series; `exposition(now)` and `federate(now, ...)` render them."""
+    """One cluster's worth of series and log lines; `exposition(now)` and `federate(now, ...)` render the
+    series, `logs.entries(start_ns, end_ns)` gives the lines (observe/demo/logs.py)."""
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class SimulatedCluster:
         for exporter in _EXPORTERS:
             exporter(self.table, self.topology, draw)
         self.table.freeze()
+        self.logs = SimulatedLogs(self.topology, self.timeline)  # its pods' log lines, for SimulatedLoki
 
     # -- public -----------------------------------------------------------------------------------
     @classmethod

@@ -3,7 +3,9 @@
     base.py         the `Pipeline` protocol, `Outcome`, and the one way to open a queue, build a normalizer
                     and append a cycle
     centre.py       the central sinks, shared, and the one way a pipeline's queue gets its `Delivery`
-    metrics.py      a cluster's Prometheus through /federate
+    remote_read.py  a cluster's Prometheus through remote-read (raw samples, durable cursor, backfill), with
+                    federation as its fallback
+    metrics.py      a cluster's Prometheus through /federate (`protocol: federate`)
     logs.py         a cluster's Loki through query_range, with durable cursors
     own_metrics.py  the collector's own metrics, shipped like a cluster's
 
@@ -15,8 +17,9 @@ methods, and one entry in `KINDS`.
 from observe.pipeline.base import Key, Outcome, Pipeline
 from observe.pipeline.logs import LogsPipeline
 from observe.pipeline.metrics import MetricsPipeline
+from observe.pipeline.remote_read import RemoteReadPipeline
 
-KINDS = (MetricsPipeline, LogsPipeline)
+KINDS = (RemoteReadPipeline, MetricsPipeline, LogsPipeline)
 """The pipeline kinds a configured cluster may have; each says whether it `wanted` the cluster."""
 
-__all__ = ["KINDS", "Key", "LogsPipeline", "MetricsPipeline", "Outcome", "Pipeline"]
+__all__ = ["KINDS", "Key", "LogsPipeline", "MetricsPipeline", "Outcome", "Pipeline", "RemoteReadPipeline"]

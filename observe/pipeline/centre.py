@@ -1,7 +1,10 @@
 """The centre every pipeline delivers to, and the one way a pipeline's queue gets its `Delivery`.
 
     metrics -> RemoteWriteSink (one session shared by every cluster)   or LocalStoreSink (per cluster)
-    logs    -> LokiPushSink (one session shared by every cluster)
+    logs    -> LokiPushSink (one session shared by every cluster)      or LocalLogStoreSink (per cluster)
+
+The local sinks are the embedded default, used when `central.remote_write` / `central.loki` is absent;
+both write Parquet under `data_dir/store/` (observe/sinks/local_store.py).
 
 The retry policy is the central sink's (`central.remote_write` / `central.loki`: backoff, in-flight
 requests); the pipeline adds only what depends on its signal (`Pipeline.delivery_plan`): how many records
@@ -15,7 +18,6 @@ from typing import Any
 import aiohttp
 
 from observe.config import Config
-from observe.errors import ConfigError
 from observe.http import new_session, safe_url
 from observe.model import LOGS, METRICS, Signal
 from observe.pipeline.base import Pipeline
@@ -41,9 +43,10 @@ class Centre:
 
     def sink_name(self, signal: Signal) -> str:
         """The `sink` label the signal's records will be sent under (known before any sink is built)."""
-        if signal == LOGS:
-            return LokiPushSink.name
-        return "remote_write" if self.cfg.central.remote_write is not None else "local_store"
+        central = self.cfg.central.loki if signal == LOGS else self.cfg.central.remote_write
+        if central is None:
+            return "local_store"
+        return LokiPushSink.name if signal == LOGS else RemoteWriteSink.name
 
     def sink(self, pipeline: Pipeline) -> Sink:
         """The sink `pipeline`'s records go to."""
@@ -75,9 +78,14 @@ class Centre:
     def describe(self) -> dict[str, Any]:
         """The `sink` and `logs_sink` sections of `/status`."""
         rw, loki = self.cfg.central.remote_write, self.cfg.central.loki
+        logs_sink: dict[str, str] | None = None  # no cluster has logs: there is no logs sink to describe
+        if loki is not None:
+            logs_sink = {"kind": "loki_push", "url": safe_url(loki.url)}
+        elif any(c.loki is not None for c in self.cfg.clusters):
+            logs_sink = {"kind": "local_store"}
         return {
             "sink": {"kind": "remote_write", "url": safe_url(rw.url)} if rw else {"kind": "local_store"},
-            "logs_sink": {"kind": "loki_push", "url": safe_url(loki.url)} if loki else None,
+            "logs_sink": logs_sink,
         }
 
     async def close(self) -> None:
@@ -93,9 +101,10 @@ class Centre:
     def _metrics_sink(self, cluster: str) -> Sink:
         rw = self.cfg.central.remote_write
         if rw is None:
-            from observe.sinks.local_store import LocalStoreSink  # pyarrow is heavy: import only when used
+            # pyarrow is heavy: imported only when the embedded store is the sink
+            from observe.sinks.local_store import STORE_SUBDIR, LocalStoreSink
 
-            store = LocalStoreSink(self.cfg.data_dir / "store", cluster=cluster)
+            store = LocalStoreSink(self.cfg.data_dir / STORE_SUBDIR, cluster=cluster)
             self._sinks.append(store)
             return store
         if self._remote_write is None:
@@ -107,8 +116,12 @@ class Centre:
 
     def _logs_sink(self, cluster: str) -> Sink:
         central = self.cfg.central.loki
-        if central is None:  # the loader refuses this for `observe run`; a direct caller gets the same words
-            raise ConfigError(f"clusters: `observe run` needs central.loki to ship {cluster}'s logs to")
+        if central is None:
+            from observe.sinks.local_store import STORE_SUBDIR, LocalLogStoreSink
+
+            store = LocalLogStoreSink(self.cfg.data_dir / STORE_SUBDIR, cluster=cluster)
+            self._sinks.append(store)
+            return store
         if self._loki_session is None:
             self._loki_session = new_session(central)
             self._sessions.append(self._loki_session)

@@ -74,7 +74,8 @@ class MetricsPipeline:
 
     @classmethod
     def wanted(cls, cluster: ClusterConfig) -> bool:
-        return cluster.prometheus is not None
+        # `auto` is remote-read's, which falls back to federation itself (observe/pipeline/remote_read.py)
+        return cluster.prometheus is not None and cluster.prometheus.protocol == "federate"
 
     @classmethod
     def open(cls, cfg: Config, cluster: ClusterConfig, *, telemetry: Telemetry, sink: str) -> MetricsPipeline:
@@ -90,6 +91,7 @@ class MetricsPipeline:
         )
         queue = open_queue(cfg, name, METRICS, telemetry, max_age=cfg.queue.max_age, fsync=cfg.queue.fsync)
         telemetry.init_metrics(name, source=cls.source, sink=sink)
+        telemetry.pulled_with(name, "federate")
         return cls(
             name, source=PrometheusFederateSource(name, prom, session), cache=cache, queue=queue,
             telemetry=telemetry, session=session,
@@ -151,6 +153,7 @@ class MetricsPipeline:
         return {
             "url": safe_url(self.puller.url),
             **last.status(),
+            "protocol": "federate",
             "series": last.series,
             "samples_last_cycle": last.samples,
             "stale_markers_last_cycle": last.stale,

@@ -1,9 +1,11 @@
-"""The embedded local store: the sink used when `central.remote_write` is absent, Parquet files on disk.
+"""The embedded local store: the sinks used when `central.remote_write` / `central.loki` are absent.
 
-It receives exactly what a remote-write receiver would (a snappy-compressed remote-write 1.0
-`WriteRequest`, https://prometheus.io/docs/concepts/remote_write_spec/) and writes it as Apache Parquet
-(https://parquet.apache.org/docs/file-format/) in a Hive-partitioned tree that pandas, pyarrow, DuckDB
-or Spark read as one table:
+`LocalStoreSink` receives exactly what a remote-write receiver would (a snappy-compressed remote-write 1.0
+`WriteRequest`, https://prometheus.io/docs/concepts/remote_write_spec/), `LocalLogStoreSink` exactly what
+Loki's push API would (a queue payload of observe/protocol/loki_push.py: a tag byte, then a snappy
+protobuf `PushRequest` or its JSON form, https://grafana.com/docs/loki/latest/reference/loki-http-api/#ingest-logs).
+Both write Apache Parquet (https://parquet.apache.org/docs/file-format/) in a Hive-partitioned tree that
+pandas, pyarrow, DuckDB or Spark read as one table:
 
     <directory>/metrics/cluster=<cluster>/hour=<YYYY-MM-DDTHH>/part-<first timestamp ms>-<id>.parquet
 
@@ -14,7 +16,15 @@ or Spark read as one table:
     stale      bool                     the sample is Prometheus' staleness marker (0x7ff0000000000002)
     timestamp  timestamp[ms, tz=UTC]    the sample time
 
-One `send` writes one file per UTC hour its samples fall in (usually one), each with
+    <directory>/logs/cluster=<cluster>/hour=<YYYY-MM-DDTHH>/part-<first timestamp ns>-<id>.parquet
+
+    column     type                     meaning
+    timestamp  timestamp[ns, tz=UTC]    the entry time, to the nanosecond as Loki keeps it
+    labels     string                   the stream labels (cluster included), a JSON object with sorted keys
+    line       string                   the log line
+    metadata   string                   the entry's structured metadata, a JSON object ("{}" when none)
+
+One `send` writes one file per UTC hour its samples (entries) fall in (usually one), each with
 observe.atomic_file: written to a hidden temporary name in the same directory, fsynced, renamed into
 place, directory fsynced. A reader therefore never sees half a file, and a crash leaves at most a
 `.tmp` file that readers skip (pyarrow ignores names starting with `.`). The `<id>` is derived from the payload's content, so a
@@ -25,8 +35,8 @@ Errors: a disk or permission problem is a `RetryableError` (reason `io`): the qu
 the delivery layer retries with backoff. A payload that does not decode is a `PermanentError`
 (reason `bad_payload`): no retry will fix it.
 
-Read it back with `read_metrics(directory)` (pandas, the `analysis` extra) or directly:
-`pandas.read_parquet("<directory>/metrics")`.
+Read it back with `read_metrics(directory)` / `read_logs(directory)` (pandas, the `analysis` extra) or
+directly: `pandas.read_parquet("<directory>/metrics")`, `pandas.read_parquet("<directory>/logs")`.
 """
 
 from __future__ import annotations
@@ -45,13 +55,22 @@ import pyarrow.parquet as pq
 from observe.atomic_file import replace_with
 from observe.errors import PermanentError, RetryableError
 from observe.model import is_stale_nan
+from observe.protocol.loki_push import decode_payload
 from observe.protocol.remote_write import decode_write_request, decompress
 from observe.reasons import FAIL_BAD_PAYLOAD, FAIL_IO
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["SCHEMA", "STORE_SUBDIR", "LocalStoreSink", "read_metrics"]
+__all__ = [
+    "LOGS_SCHEMA",
+    "SCHEMA",
+    "STORE_SUBDIR",
+    "LocalLogStoreSink",
+    "LocalStoreSink",
+    "read_logs",
+    "read_metrics",
+]
 
 STORE_SUBDIR: Final = "store"
 """The sink's directory under `data_dir` when the collector uses the embedded store."""
@@ -65,8 +84,17 @@ SCHEMA: Final = pa.schema(
         ("timestamp", pa.timestamp("ms", tz="UTC")),
     ]
 )
+LOGS_SCHEMA: Final = pa.schema(
+    [
+        ("timestamp", pa.timestamp("ns", tz="UTC")),
+        ("labels", pa.string()),
+        ("line", pa.string()),
+        ("metadata", pa.string()),
+    ]
+)
 _PARTITIONING_SCHEMA: Final = pa.schema([("cluster", pa.string()), ("hour", pa.string())])
 _HOUR_MS: Final = 3_600_000
+_HOUR_NS: Final = 3_600_000_000_000
 
 # rows of one hour: parallel column lists (metric, labels, value, stale, timestamp ms)
 _Columns = tuple[list[str], list[str], list[float], list[bool], list[int]]
@@ -78,11 +106,9 @@ class LocalStoreSink:
     name = "local_store"
 
     def __init__(self, directory: Path, *, cluster: str) -> None:
-        if not cluster or "/" in cluster or cluster in (".", ".."):
-            raise ValueError(f"local store: {cluster!r} cannot name a partition directory")
         self.directory = Path(directory)
         self.cluster = cluster
-        self._root = self.directory / "metrics" / f"cluster={cluster}"
+        self._root = _partition_root(self.directory, "metrics", cluster)
 
     async def send(self, payload: bytes) -> None:
         try:
@@ -112,7 +138,7 @@ class LocalStoreSink:
                     metric = text
                 else:
                     rest[label] = text
-            labels_json = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            labels_json = _json(rest)
             for value, ts in samples:
                 cols = by_hour.get(ts // _HOUR_MS)
                 if cols is None:
@@ -122,13 +148,8 @@ class LocalStoreSink:
                 cols[2].append(value)
                 cols[3].append(is_stale_nan(value))
                 cols[4].append(ts)
-        digest = hashlib.blake2b(payload, digest_size=16)
         for hour, cols in sorted(by_hour.items()):
-            h = digest.copy()
-            h.update(hour.to_bytes(8, "big", signed=True))
-            part_id = uuid.UUID(bytes=h.digest())
-            hour_text = datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H")
-            path = self._root / f"hour={hour_text}" / f"part-{min(cols[4])}-{part_id}.parquet"
+            path = _part_path(self._root, payload, hour, min(cols[4]))
             table = pa.Table.from_arrays(
                 [
                     pa.array(cols[0], pa.string()),
@@ -139,20 +160,91 @@ class LocalStoreSink:
                 ],
                 schema=SCHEMA,
             )
-            try:
-                _write_atomically(table, path)
-            except (OSError, pa.ArrowException) as exc:
-                detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise RetryableError(f"local store: cannot write {path}: {detail}", reason=FAIL_IO) from exc
+            _write_atomically(table, path)
+
+
+class LocalLogStoreSink:
+    """Writes each Loki push payload as Parquet under `directory/logs/cluster=<cluster>/`."""
+
+    name = "local_store"
+
+    def __init__(self, directory: Path, *, cluster: str) -> None:
+        self.directory = Path(directory)
+        self.cluster = cluster
+        self._root = _partition_root(self.directory, "logs", cluster)
+
+    async def send(self, payload: bytes) -> None:
+        try:
+            streams = decode_payload(payload)
+        except ValueError as exc:
+            raise PermanentError(
+                f"local store {self._root}: payload is not a Loki push body: {exc}", reason=FAIL_BAD_PAYLOAD
+            ) from exc
+        if not any(entries for _, entries in streams):
+            return
+        await asyncio.to_thread(self._write, payload, streams)
+
+    async def close(self) -> None:
+        """Nothing held open: every send closes its files."""
+
+    def _write(self, payload: bytes, streams: list[tuple[tuple[tuple[str, str], ...], list[Any]]]) -> None:
+        # rows of one hour: parallel column lists (timestamp ns, labels, line, metadata)
+        by_hour: dict[int, tuple[list[int], list[str], list[str], list[str]]] = {}
+        for labels, entries in streams:
+            labels_json = _json(dict(labels))
+            for ts, line, metadata in entries:
+                cols = by_hour.get(ts // _HOUR_NS)
+                if cols is None:
+                    cols = by_hour[ts // _HOUR_NS] = ([], [], [], [])
+                cols[0].append(ts)
+                cols[1].append(labels_json)
+                cols[2].append(line)
+                cols[3].append(_json(dict(metadata)) if metadata else "{}")
+        for hour, cols in sorted(by_hour.items()):
+            table = pa.Table.from_arrays(
+                [
+                    pa.array(cols[0], pa.timestamp("ns", tz="UTC")),
+                    pa.array(cols[1], pa.string()),
+                    pa.array(cols[2], pa.string()),
+                    pa.array(cols[3], pa.string()),
+                ],
+                schema=LOGS_SCHEMA,
+            )
+            _write_atomically(table, _part_path(self._root, payload, hour, min(cols[0])))
+
+
+def _partition_root(directory: Path, signal: str, cluster: str) -> Path:
+    if not cluster or "/" in cluster or cluster in (".", ".."):
+        raise ValueError(f"local store: {cluster!r} cannot name a partition directory")
+    return Path(directory) / signal / f"cluster={cluster}"
+
+
+def _part_path(root: Path, payload: bytes, hour: int, first_ts: int) -> Path:
+    """The file of `payload`'s rows in `hour` (hours since the Unix epoch): named by the payload's content,
+    so the same payload sent again rewrites the same file instead of adding one."""
+    h = hashlib.blake2b(payload, digest_size=16)
+    h.update(hour.to_bytes(8, "big", signed=True))
+    part_id = uuid.UUID(bytes=h.digest())
+    hour_text = datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H")
+    return root / f"hour={hour_text}" / f"part-{first_ts}-{part_id}.parquet"
+
+
+def _json(labels: dict[str, str]) -> str:
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `table` to `path` (observe.atomic_file); a disk or Arrow failure is a RetryableError."""
 
     def write(f: BinaryIO) -> None:
         pq.write_table(table, f, compression="zstd")
 
-    replace_with(path, write)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_with(path, write)
+    except (OSError, pa.ArrowException) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RetryableError(f"local store: cannot write {path}: {detail}", reason=FAIL_IO) from exc
 
 
 def _pandas() -> Any:
@@ -171,11 +263,24 @@ def read_metrics(directory: Path | str, cluster: str | None = None) -> pandas.Da
 
     Columns: the file columns above plus the partition columns `cluster` and `hour` (strings).
     """
+    return _read(Path(directory) / "metrics", SCHEMA, cluster)
+
+
+def read_logs(directory: Path | str, cluster: str | None = None) -> pandas.DataFrame:
+    """Every log entry under `directory` (the sink's), or one cluster's, as a DataFrame, oldest first.
+
+    Columns: `timestamp` (ns, UTC), `labels`, `line`, `metadata` (JSON text; `json.loads` them) and the
+    partition columns `cluster` and `hour` (strings).
+    """
+    df = _read(Path(directory) / "logs", LOGS_SCHEMA, cluster)
+    return df.sort_values(["timestamp", "labels", "line"], kind="stable", ignore_index=True)
+
+
+def _read(root: Path, schema: pa.Schema, cluster: str | None) -> pandas.DataFrame:
     import pyarrow.dataset as ds
 
     _pandas()  # fail early, with the install hint, when pandas is missing
-    root = Path(directory) / "metrics"
-    full_schema = pa.unify_schemas([SCHEMA, _PARTITIONING_SCHEMA])
+    full_schema = pa.unify_schemas([schema, _PARTITIONING_SCHEMA])
     if not root.is_dir():
         return full_schema.empty_table().to_pandas()
     dataset = ds.dataset(

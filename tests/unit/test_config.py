@@ -224,32 +224,20 @@ LOGS_WITHOUT_CENTRAL_LOKI = {
         {"name": "b", "loki": LOKI},
     ]
 }
-NEEDS_CENTRAL_LOKI = "clusters[1].loki: `observe run` needs central.loki to ship these logs to"
 
 
-def test_a_cluster_loki_without_central_loki_is_for_the_generators_only() -> None:
-    cfg = parse_config(LOGS_WITHOUT_CENTRAL_LOKI)  # rules and dashboards only need to know b has logs
-    assert service_problems(cfg) == [NEEDS_CENTRAL_LOKI]
-    with pytest.raises(ConfigError) as info:
-        parse_config(LOGS_WITHOUT_CENTRAL_LOKI, for_service=True)
-    assert info.value.problems == [NEEDS_CENTRAL_LOKI]
-    with pytest.raises(ConfigError) as info:
-        require_service_config(cfg)
-    assert info.value.problems == [NEEDS_CENTRAL_LOKI]
-    with_centre = {**LOGS_WITHOUT_CENTRAL_LOKI, "central": {"loki": {"url": "http://127.0.0.1:3100"}}}
-    require_service_config(parse_config(with_centre, for_service=True))
+def test_a_cluster_loki_without_central_loki_is_accepted_for_the_service() -> None:
+    # Its logs go to the embedded store under data_dir, as metrics without central.remote_write do.
+    cfg = parse_config(LOGS_WITHOUT_CENTRAL_LOKI, for_service=True)
+    assert service_problems(cfg) == []
+    require_service_config(cfg)
 
 
-def test_run_and_check_refuse_it_at_load_with_exit_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_and_check_accept_it_at_load(tmp_path: Path) -> None:
     path = tmp_path / "observe.yaml"
     path.write_text(yaml.safe_dump(LOGS_WITHOUT_CENTRAL_LOKI))
-    with pytest.raises(ConfigError, match=r"needs central\.loki"):
-        load_config(path, for_service=True)
-    assert main(["check", "--no-probe", "-c", str(path)]) == 2
-    assert main(["run", "--once", "-c", str(path)]) == 2
-    assert NEEDS_CENTRAL_LOKI in " ".join(capsys.readouterr().err.split())  # rich may wrap the line
+    assert load_config(path, for_service=True).central.loki is None
+    assert main(["check", "--no-probe", "-c", str(path)]) == 0
     assert main(["rules", "-c", str(path), "-o", str(tmp_path / "rules")]) == 0
 
 

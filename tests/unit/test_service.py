@@ -4,6 +4,8 @@ failures of the disk under the queue are counted and survived, never fatal."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from observe.config import parse_config
-from observe.errors import ConfigError, QueueError
+from observe.errors import QueueError
+from observe.model import LOGS
 from observe.queue.durable import DurableQueue
 from observe.service import Collector
 from observe.sinks.delivery import Delivery
+from observe.sinks.local_store import read_logs, read_metrics
 from observe.telemetry import Telemetry
+from tests.loki_api_fake import NS, FakeLoki
 
 BODY = 'up{job="node",instance="a"} 1 1700000000000\nload{job="node",instance="a"} 0.5 1700000000000\n'
 
@@ -98,18 +103,39 @@ async def test_a_delivery_stopped_by_a_queue_error_is_started_again(
     assert list((tmp_path / "data" / "store" / "metrics").rglob("*.parquet"))
 
 
-def test_run_refuses_a_cluster_loki_without_central_loki(tmp_path: Path) -> None:
-    cfg = parse_config(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "clusters": [
-                {"name": "a", "prometheus": {"url": "http://127.0.0.1:9090"}},
-                {"name": "b", "loki": {"url": "http://127.0.0.1:3100", "selectors": ['{job="app"}']}},
-            ],
-        }
-    )  # the generators accept this config: they only need to know cluster b has logs
-    with pytest.raises(ConfigError, match=r"clusters\[1\]\.loki: `observe run` needs central.loki"):
-        Collector(cfg, serve_http=False)
+async def test_a_cluster_loki_without_central_loki_runs_into_the_embedded_store(
+    tmp_path: Path, source: TestServer
+) -> None:
+    # This config was refused before logs had an embedded store; now its logs land beside the metrics.
+    loki = await FakeLoki().start()
+    try:
+        now_ns = time.time_ns()
+        loki.add({"job": "app", "pod": "p-1"}, [(now_ns - (60 - k) * NS, f"line {k}") for k in range(5)])
+        cfg = parse_config(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "shutdown_timeout": "5s",
+                "logs": {"start_from": "5m"},
+                "clusters": [
+                    {"name": "a", "prometheus": {"url": str(source.make_url("/"))}},
+                    {"name": "b", "loki": {"url": loki.url, "selectors": ['{job="app"}']}},
+                ],
+            },
+            for_service=True,
+        )  # the generators accepted it all along; `observe run` now does too
+        telemetry = Telemetry()
+        collector = Collector(cfg, telemetry=telemetry, serve_http=False)
+        assert collector._centre.sink_name(LOGS) == "local_store"
+        report = await collector.run_once()
+    finally:
+        await loki.stop()
+    assert report.ok, report
+    logs = read_logs(tmp_path / "data" / "store", cluster="b")
+    assert logs["line"].tolist() == [f"line {k}" for k in range(5)]
+    assert {json.loads(labels)["cluster"] for labels in logs["labels"]} == {"b"}
+    assert len(read_metrics(tmp_path / "data" / "store", cluster="a")) == 2
+    sent = telemetry.registry.get_sample_value("observe_log_entries_sent_total", {"cluster": "b"})
+    assert sent == 5
 
 
 async def test_the_metrics_pipeline_counts_the_samples_its_sink_acknowledged(tmp_path: Path, source: TestServer) -> None:

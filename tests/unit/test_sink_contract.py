@@ -2,9 +2,10 @@
 
 As OpenTelemetry's exporter contract checker (`exporter/exportertest/contract_checker.go`) runs every
 exporter through one test, this runs RemoteWriteSink (against a small in-process receiver),
-LokiPushSink (against the fake Loki, tests/loki_api_fake.py) and LocalStoreSink (into tmp_path) through
-`observe.sinks.delivery.Delivery` with a fast fake sleep. The HTTP sinks talk to their receiver through
-`tests.fakes.FaultProxy`; the local store gets its faults from a wrapped Parquet writer. Scenarios:
+LokiPushSink (against the fake Loki, tests/loki_api_fake.py), LocalStoreSink and LocalLogStoreSink (into
+tmp_path) through `observe.sinks.delivery.Delivery` with a fast fake sleep. The HTTP sinks talk to their
+receiver through `tests.fakes.FaultProxy`; the local stores get their faults from a wrapped Parquet
+writer. Scenarios:
 
     first_n     the first 5 requests (writes) fail retryably (503; OSError), then everything succeeds
     permanent   every 5th record (from the 3rd) is refused for good (400; an undecodable payload)
@@ -52,7 +53,7 @@ from observe.protocol.loki_push import encode_payload, payload_body
 from observe.queue.durable import DurableQueue
 from observe.sinks import Sink
 from observe.sinks.delivery import Delivery
-from observe.sinks.local_store import LocalStoreSink, read_metrics
+from observe.sinks.local_store import LocalLogStoreSink, LocalStoreSink, read_logs, read_metrics
 from observe.sinks.loki_push import LokiPushSink
 from observe.sinks.remote_write import RemoteWriteSink
 from observe.telemetry import Telemetry
@@ -352,4 +353,38 @@ async def test_local_store_keeps_the_contract(
         for labels, samples in rw_series(rid)
     )
     assert got == want  # contracts 4 and 5: each row once, though failed writes were retried
+    assert not [p for p in store.rglob(".*") if p.is_file()]  # no temporary file of a failed write is left
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+async def test_local_log_store_keeps_the_contract(
+    scenario: str, queue: DurableQueue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = refused_in(scenario)
+    # A refused record is one the store can never decode: here an unknown encoding tag.
+    payloads = [
+        b"\x00not a Loki push payload %d" % rid if rid in refused else encode_payload([loki_stream(rid)])
+        for rid in range(RECORDS)
+    ]
+    injected = faulty_writer(scenario, monkeypatch)
+    store = tmp_path / "store"
+    fill(queue, payloads)
+    watched = Watched(LocalLogStoreSink(store, cluster="c1"))
+    telemetry = await deliver(queue, watched, "logs")
+    assert bool(injected) == (scenario != "permanent")  # the faults happened
+    assert_accounting(telemetry, "logs", watched, payloads, refused)
+    df = read_logs(store)
+    got = sorted(
+        (row.timestamp.value, tuple(sorted(json.loads(row.labels).items())), row.line,
+         tuple(sorted(json.loads(row.metadata).items())))
+        for row in df.itertuples()
+    )  # fmt: skip
+    want = sorted(
+        (ts, labels, line, md)
+        for rid in range(RECORDS)
+        if rid not in refused
+        for labels, entries in [loki_stream(rid)]
+        for ts, line, md in entries
+    )
+    assert got == want  # contracts 4 and 5: each entry once, though failed writes were retried
     assert not [p for p in store.rglob(".*") if p.is_file()]  # no temporary file of a failed write is left
