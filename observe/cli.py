@@ -44,11 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True, type=Path)
     check.add_argument("--no-probe", action="store_true", help="validate the config only")
 
-    demo = sub.add_parser("demo", help="run the collector against simulated clusters into the embedded store")
+    demo = sub.add_parser(
+        "demo", help="metrics and logs of simulated clusters through the collector, an outage, and the count"
+    )
     demo.add_argument("--clusters", type=int, default=3)
-    demo.add_argument("--cycles", type=int, default=6)
-    demo.add_argument("--interval", type=float, default=1.0)
-    demo.add_argument("--data-dir", type=Path, default=None)
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    demo.add_argument("--interval", type=float, default=1.0, help="pull cycle, seconds (default 1)")
+    demo.add_argument("--data-dir", type=Path, default=None, help="default: a new temporary directory")
+    demo.add_argument(
+        "--central", choices=["none", "prometheus"], default="none",
+        help="prometheus: a real Prometheus (remote write, generated rules) and Alertmanager as the centre",
+    )  # fmt: skip
 
     dash = sub.add_parser("dashboards", help="generate Grafana dashboards (and upload them)")
     dash.add_argument("-c", "--config", required=True, type=Path)
@@ -58,6 +64,37 @@ def _parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="generate Prometheus/Thanos, Loki and Alertmanager rules")
     rules.add_argument("-c", "--config", required=True, type=Path)
     rules.add_argument("-o", "--output", required=True, type=Path)
+
+    report = sub.add_parser("report", help="answers read back from the centre or the embedded store")
+    reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
+    failover = reports.add_parser(
+        "failover", help="if a cluster fails, can the others absorb its load? (N-1, as the generated alert)"
+    )
+    failover.add_argument("-c", "--config", required=True, type=Path)
+    failover.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    failover.add_argument("--plot", type=Path, metavar="FILE", help="also draw it as a PNG chart")
+    failover.add_argument(
+        "--at",
+        type=_instant,
+        metavar="TIME",
+        help="RFC 3339 or Unix seconds (default: now; the store: its newest)",
+    )
+    where = failover.add_mutually_exclusive_group()
+    where.add_argument(
+        "--query-url", metavar="URL",
+        help="the centre's Prometheus query API (default: the server central.remote_write writes to)",
+    )  # fmt: skip
+    where.add_argument(
+        "--store", action="store_true", help="read data_dir/store even with a centre configured"
+    )
+
+    config = sub.add_parser("config", help="the config model itself")
+    configs = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")
+    configs.add_parser("schema", help="print a JSON Schema of observe.yaml for editors")
+    reference = configs.add_parser("reference", help="print the README's configuration reference (Markdown)")
+    reference.add_argument(
+        "--write", type=Path, metavar="README", help="replace it between its markers in README"
+    )
     return p
 
 
@@ -77,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from observe.demo import run_demo
 
             return run_demo(
-                clusters=args.clusters, cycles=args.cycles, interval=args.interval, data_dir=args.data_dir,
-                console=console,
+                clusters=args.clusters, duration=args.duration, interval=args.interval, data_dir=args.data_dir,
+                central=args.central, console=console,
             )  # fmt: skip
         if args.command == "rules":
             from observe.generate.rules import write_rules
@@ -88,6 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "dashboards":
             return _dashboards(load_config(args.config), args.output, upload=args.upload, console=console)
+        if args.command == "report":
+            return _report(args, console=console)
+        if args.command == "config":
+            return _config_schema(args, console=console)
     except ConfigError as exc:
         err.print(f"[bold red]config error[/] ({len(exc.problems)} problem{'s' * (len(exc.problems) != 1)}):")
         for problem in exc.problems:
@@ -186,6 +227,60 @@ def _dashboards(cfg: Config, output: Path, *, upload: bool, console: Console) ->
         )
         for warning in report.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, *, console: Console) -> int:
+    from observe.analysis import failover, render, sources
+
+    cfg = load_config(args.config)
+    at = args.at
+    if args.store or (args.query_url is None and cfg.central.remote_write is None):
+        inputs = sources.read_store(cfg.data_dir / "store", cluster_label=cfg.cluster_label, at=at)
+    else:
+        client = sources.centre_client(cfg, args.query_url)
+        inputs = sources.read_centre(client, cluster_label=cfg.cluster_label, at=at)
+    report = failover.failover_report(cfg, inputs)
+    if args.format == "table":
+        console.print(render.to_table(report))
+    else:
+        sys.stdout.write(render.to_json(report) if args.format == "json" else render.to_csv(report))
+    if args.plot is not None:
+        from observe.analysis.plot import write_plot
+
+        width, height = write_plot(report, args.plot)
+        # to stderr when stdout is data: `--format csv > out.csv` must stay a clean CSV
+        out = console if args.format == "table" else Console(stderr=True)
+        out.print(f"wrote {args.plot} ({width}x{height} PNG)", highlight=False)
+    return EXIT_OK
+
+
+def _instant(text: str) -> float:
+    """`--at`: Unix seconds or RFC 3339 (a zone-less time is UTC)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time (RFC 3339 or Unix seconds): {text!r}") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _config_schema(args: argparse.Namespace, *, console: Console) -> int:
+    from observe.config import reference
+
+    if args.config_command == "schema":
+        sys.stdout.write(reference.schema_json())
+        return EXIT_OK
+    if args.write is None:
+        sys.stdout.write(reference.markdown())
+        return EXIT_OK
+    changed = reference.write_readme(args.write)
+    console.print(f"{args.write}: configuration reference {'updated' if changed else 'already current'}")
     return EXIT_OK
 
 

@@ -24,6 +24,8 @@ from observe.demo.fleet import SimulatedCluster
 from observe.demo.serve import SimulatedFleet, SimulatedPrometheus
 
 DEMO_NAMES = ("prod-eu-1", "prod-us-1", "edge-onprem-1")
+FEDERATE: dict[str, str] = {"protocol": "federate"}
+"""For a cluster's `prometheus:` in tests about the federation path (the default, auto, reads raw samples)."""
 
 
 def demo_clusters(names: Sequence[str] = DEMO_NAMES, **kwargs: object) -> list[SimulatedCluster]:

@@ -26,7 +26,15 @@ from typing import Final, Literal, NoReturn
 
 import pandas as pd
 
-from observe.analysis.sources import ALLOCATABLE, PHASE, REQUESTS, RESOURCES, AnalysisError, Inputs
+from observe.analysis.sources import (
+    ALLOCATABLE,
+    LIVE_PHASES,
+    PHASE,
+    REQUESTS,
+    RESOURCES,
+    AnalysisError,
+    Inputs,
+)
 from observe.config import Config
 from observe.generate.rules.catalogue.base import Fleet
 
@@ -114,7 +122,7 @@ def failover_report(cfg: Config, inputs: Inputs) -> FailoverReport:
                     "cluster": name, "pool": pool_name, "resource": r, "requests": req, "allocatable": alloc,
                     "free": free.get((name, r), math.nan), "peers": ",".join(peers), "peers_free": peers_free,
                     "needed": needed, "left": peers_free - needed,
-                    "coverage": peers_free / needed if needed > 0 else math.inf, "status": status,
+                    "coverage": _coverage(peers_free, needed), "status": status,
                 }
             )  # fmt: skip
     return FailoverReport(
@@ -127,11 +135,18 @@ def failover_report(cfg: Config, inputs: Inputs) -> FailoverReport:
     )
 
 
+def _coverage(peers_free: float, needed: float) -> float:
+    """peers_free / needed; nothing needed is covered without bound, an unknown need is unknown (NaN)."""
+    if math.isnan(needed) or math.isnan(peers_free):
+        return math.nan
+    return peers_free / needed if needed > 0 else math.inf
+
+
 def _requests(inputs: Inputs, cl: str) -> dict[tuple[str, str], float]:
     """requests x on (cluster, namespace, pod) group_left () max by (...) (phase == 1), summed."""
     pod = [cl, "namespace", "pod"]
     phases = _columns(inputs.phases, (*pod, "phase"))
-    live = phases[phases["value"] == 1][pod].drop_duplicates()
+    live = phases[phases["phase"].isin(LIVE_PHASES) & (phases["value"] == 1)][pod].drop_duplicates()
     req = _columns(inputs.requests, (*pod, "resource"))
     return _sum(req.merge(live, on=pod, how="inner"), cl)
 
@@ -158,12 +173,16 @@ def _pool_name(keys: list[str], labels: dict[str, str]) -> str:
 def _missing(inputs: Inputs, cl: str, clusters: list[str]) -> NoReturn:
     found = {
         name: sorted({str(c) for c in frame[cl]}) if cl in frame.columns else []
-        for name, frame in ((REQUESTS, inputs.requests), (PHASE, inputs.phases), (ALLOCATABLE, inputs.allocatable))
+        for name, frame in (
+            (REQUESTS, inputs.requests),
+            (PHASE, inputs.phases),
+            (ALLOCATABLE, inputs.allocatable),
+        )
     }
     seen = ", ".join(f"{m}: {', '.join(v) if v else 'none'}" for m, v in found.items())
     raise AnalysisError(
         f"{inputs.source} at {pd.Timestamp(inputs.at, unit='s', tz='UTC'):%Y-%m-%dT%H:%M:%SZ} has no capacity "
-        f'data for the configured clusters ({", ".join(clusters)}). The report needs kube-state-metrics\' '
+        f"data for the configured clusters ({', '.join(clusters)}). The report needs kube-state-metrics' "
         f'{REQUESTS}{{resource=~"cpu|memory"}}, {PHASE} and {ALLOCATABLE}{{resource=~"cpu|memory"}}, '
         f"labelled {cl}=<cluster> (clusters seen per metric: {seen})"
     )

@@ -47,7 +47,7 @@ def to_table(report: FailoverReport) -> Table:
         ("cluster", "left"), ("pool", "left"), ("resource", "left"), ("requests", "right"),
         ("allocatable", "right"), ("used", "right"), ("peers' free", "right"),
         (f"needed (x{h})", "right"), ("left if it fails", "right"), ("verdict", "left"),
-        ("its cross-cluster traffic goes to", "left"),
+        ("its traffic goes to (Istio)", "left"),
     ):  # fmt: skip
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for row in report.rows.itertuples(index=False):
@@ -87,7 +87,7 @@ def _verdict(status: str, coverage: float) -> str:
 def _traffic(report: FailoverReport, cluster: str) -> str:
     flows = report.traffic_to(cluster)
     if not flows:
-        return "[dim]no Istio cross-cluster traffic[/]"
+        return "[dim]none seen[/]"
     total = sum(rps for _, rps, _ in flows)
     return ", ".join(f"{dst} {share:.0%}" for dst, _, share in flows) + f" ({total:,.1f} req/s)"
 

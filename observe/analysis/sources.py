@@ -15,6 +15,7 @@ same for both sources.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ PHASE: Final = "kube_pod_status_phase"
 ALLOCATABLE: Final = "kube_node_status_allocatable"
 ISTIO_REQUESTS: Final = "istio_requests_total"
 RESOURCES: Final = ("cpu", "memory")
-_LIVE_PHASES: Final = ("Pending", "Running")  # what the capacity recording rule counts as requesting
+LIVE_PHASES: Final = ("Pending", "Running")  # what the capacity recording rule counts as requesting
 
 LOOKBACK: Final = 300.0  # Prometheus' default --query.lookback-delta: what an instant query (and a rule) sees
 TRAFFIC_WINDOW: Final = 300.0  # the [5m] of the generated Istio recording rules
@@ -146,9 +147,13 @@ def _decode(status: int, body: bytes, url: str, expr: str) -> list[dict[str, Any
         doc = json.loads(body)
     except ValueError:
         # An HTML login page or a proxy's error: not the query API at all.
-        raise AnalysisError(f"{where}: HTTP {status}, not a query API reply: {body_snippet(body, 200)}") from None
+        raise AnalysisError(
+            f"{where}: HTTP {status}, not a query API reply: {body_snippet(body, 200)}"
+        ) from None
     if status != 200 or not isinstance(doc, dict) or doc.get("status") != "success":
-        error = doc.get("error", body_snippet(body, 200)) if isinstance(doc, dict) else body_snippet(body, 200)
+        error = (
+            doc.get("error", body_snippet(body, 200)) if isinstance(doc, dict) else body_snippet(body, 200)
+        )
         raise AnalysisError(f"{where}: HTTP {status}: {error}")
     data = doc.get("data") or {}
     if data.get("resultType") != "vector":
@@ -174,8 +179,8 @@ def read_store(directory: Path, *, cluster_label: str, at: float | None = None) 
     except OSError as exc:
         raise AnalysisError(f"cannot read the store {directory}: {exc}") from exc
     df = df[df["metric"].isin((REQUESTS, PHASE, ALLOCATABLE, ISTIO_REQUESTS))]
-    ts = df["timestamp"].astype("int64") // 10**6 if len(df) else pd.Series([], dtype="int64")
-    df = df.assign(t=ts / 1000.0)
+    # Unix seconds; the column is timestamp[ms, UTC], whatever unit pandas gives it
+    df = df.assign(t=df["timestamp"].dt.as_unit("ms").astype("int64") / 1000.0)
     if at is None:
         capacity = df[df["metric"] != ISTIO_REQUESTS]
         at = float(capacity["t"].max()) if len(capacity) else time.time()
@@ -196,7 +201,7 @@ def read_store(directory: Path, *, cluster_label: str, at: float | None = None) 
         at=at,
         source=source,
         requests=instant(REQUESTS, "resource", RESOURCES),
-        phases=instant(PHASE, "phase", _LIVE_PHASES),
+        phases=instant(PHASE, "phase", LIVE_PHASES),
         allocatable=instant(ALLOCATABLE, "resource", RESOURCES),
         traffic=_store_traffic(df, labels, at, cluster_label),
     )
@@ -217,7 +222,7 @@ def _store_traffic(
         if lab.get("reporter") != "source" or len(series) < 2:
             continue
         values = series["value"].tolist()
-        increase = sum(b - a if b >= a else b for a, b in zip(values, values[1:], strict=False))
+        increase = sum(b - a if b >= a else b for a, b in itertools.pairwise(values))
         span = float(series["t"].iloc[-1] - series["t"].iloc[0])
         if span > 0:
             rows.append({**{k: lab.get(k, "") for k in keys}, "value": increase / span})

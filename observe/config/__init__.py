@@ -5,6 +5,7 @@
     fleet.py        Config, the clusters and their sources, the central sinks, queue and logs
     alerts.py       the generators' settings: GrafanaConfig, AlertsConfig
     loader.py       load_config / parse_config: YAML, `${VAR}`, validation, cross-field and service checks
+    reference.py    the model described: `observe config schema` (JSON Schema), the README's reference
 
 Importers use this package, never a module in it, so the split can change without touching them.
 """

@@ -30,17 +30,21 @@ class RemoteReadConfig(ConfigModel):
 
     # A first start (no cursor yet) reads this far back: a few scrapes, not the source's whole retention.
     start_from: Duration = 300.0
+    """How far back a first start (no cursor yet) reads."""
     # The longest gap filled after an outage. Thanos Receive, Mimir and a Prometheus receiver reject samples
     # about an hour older than the tenant's newest (no out-of-order window): older than that would be read,
     # shipped and refused. Raise it with a per-cluster tenant or an out-of-order window at the centre.
     backfill_limit: Duration = 3600.0
+    """The longest gap filled after an outage; older samples would be refused by the centre."""
     # Behind the source's head: a sample carries its scrape's start time but is committed at the scrape's
-    # end (scrape_timeout, 10s by default) and rule results after their evaluation; a window must not
-    # close on a time whose samples can still appear.
-    safety_lag: Duration = 30.0
+    # end (at most scrape_timeout later, 10s by default) and rule results after their evaluation; a window
+    # must not close on a time whose samples can still appear. 15s: the default scrape_timeout and a margin.
+    safety_lag: Duration = 15.0
+    """How far behind the source's newest data each read window closes."""
     # The largest window one request covers: 100k series x 5m at a 15s scrape interval is 2M samples,
     # ~3 MiB of XOR chunks, streamed in frames of at most 1 MiB.
     max_window: Duration = 300.0
+    """The longest time range one remote-read request covers."""
 
     @model_validator(mode="after")
     def _positive(self) -> RemoteReadConfig:
@@ -62,17 +66,26 @@ class PrometheusSourceConfig(HTTPClientConfig):
     """A cluster's Prometheus: raw samples through remote-read, or the newest ones through `/federate`."""
 
     match: list[str] = Field(default_factory=lambda: ['{__name__=~".+"}'], min_length=1)
+    """Series selectors to pull (`match[]`), the same for federation and remote-read."""
     max_response_bytes: Size = 512 * 2**20  # a 100k-series federate body is ~15 MiB; 512 MiB is a runaway
+    """A bigger response fails that cluster's cycle."""
     # auto: remote-read, falling back to federation (loudly: logged, /status, observe check) when the
     # source refuses it (an old Prometheus, a proxy that only lets GET through).
     protocol: PullProtocol = "auto"
+    """How to pull: `remote_read` (raw samples), `federate` (the newest sample of each series), or `auto`
+    (remote-read, falling back to federation when the source refuses it)."""
     remote_read: RemoteReadConfig | None = None  # this cluster's overrides of the fleet's remote_read
+    """This cluster's overrides of the top-level `remote_read` settings."""
     # An HA pair (or more) scraping the same targets: `url` first, then these in order on failure; every
     # replica has the same credentials and TLS settings.
     replica_urls: list[HttpUrl] = Field(default_factory=list)
+    """More replicas of an HA pair scraping the same targets, tried in order after `url` fails; same
+    credentials and TLS."""
     # The external label that tells the replicas apart (Thanos' `replica`, Prometheus Operator's
     # `prometheus_replica`): dropped, so the centre sees one series, not one per replica.
     replica_label: str | None = None
+    """The external label that tells the replicas apart (`replica`, `prometheus_replica`): dropped, so the
+    centre sees one series."""
 
     @field_validator("match")
     @classmethod
@@ -99,7 +112,9 @@ class LokiSourceConfig(HTTPClientConfig):
     """A cluster's Loki, tailed through `query_range`."""
 
     selectors: list[str] = Field(min_length=1)
+    """LogQL stream selectors to tail, e.g. `{namespace=~".+"}`."""
     tenant: str | None = None
+    """The Loki tenant (`X-Scope-OrgID`) to read."""
 
 
 def _cap_default_timeout(src: HTTPClientConfig, interval: float) -> HTTPClientConfig:
@@ -114,9 +129,14 @@ def _cap_default_timeout(src: HTTPClientConfig, interval: float) -> HTTPClientCo
 
 class ClusterConfig(ConfigModel):
     name: str = Field(min_length=1, max_length=128)
+    """The cluster's name: the value of `cluster_label` on everything it sends (letters, digits, `.`, `_`,
+    `-`)."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Static labels stamped on every series and stream of the cluster (`region`, `provider`, `env`, ...)."""
     prometheus: PrometheusSourceConfig | None = None
+    """The cluster's Prometheus: its metrics. Absent: no metrics from this cluster."""
     loki: LokiSourceConfig | None = None
+    """The cluster's Loki: its logs. Absent: no logs from this cluster."""
 
     @field_validator("name")
     @classmethod
@@ -162,15 +182,24 @@ class RemoteWriteConfig(HTTPClientConfig):
     """A central remote-write 1.0 receiver (Thanos Receive, Prometheus, Mimir, VictoriaMetrics)."""
 
     timeout: Duration = 30.0
+    """Per request, connect to last byte."""
     kind: ReceiverKind | None = None  # guessed from the URL path when absent
+    """The receiver: `thanos`, `mimir`, `prometheus`, `victoriametrics` or `generic`. Unset: from the URL
+    path (`/api/v1/receive` Thanos, `/api/v1/push` Mimir, else generic)."""
     tenant: str | None = None
+    """The tenant to write as, sent in `tenant_header`."""
     tenant_header: str | None = None  # defaults by kind: THANOS-TENANT, X-Scope-OrgID
+    """The tenant header; by `kind`: `THANOS-TENANT` (Thanos), `X-Scope-OrgID` (Mimir and the rest)."""
     # 2,000 samples of ~100 B of labels is ~200 KiB raw, ~40 KiB snappy: far under Thanos' 8 MiB limit.
     max_samples_per_send: int = Field(default=2000, ge=1, le=100_000)
+    """Samples per request."""
     max_in_flight: int = Field(default=4, ge=1, le=64)
+    """Concurrent requests per queue."""
     # Retry backoff between sends of one batch (full jitter, doubling; Retry-After is a floor)
     min_backoff: Duration = 0.5
+    """The first retry's backoff; doubled each retry with full jitter, `Retry-After` a floor."""
     max_backoff: Duration = 30.0
+    """The longest backoff between retries."""
 
     @model_validator(mode="after")
     def _backoff(self) -> RemoteWriteConfig:
@@ -204,10 +233,14 @@ class LokiPushConfig(HTTPClientConfig):
     """The central Loki's push API."""
 
     tenant: str | None = None
+    """The Loki tenant (`X-Scope-OrgID`) to push as."""
     encoding: Literal["protobuf", "json"] = "protobuf"
+    """Push body: `protobuf` (snappy) or `json`."""
     # Retry backoff between pushes of one record (full jitter, doubling; Retry-After is a floor)
     min_backoff: Duration = 0.5
+    """The first retry's backoff; doubled each retry with full jitter, `Retry-After` a floor."""
     max_backoff: Duration = 30.0
+    """The longest backoff between retries."""
 
     @model_validator(mode="after")
     def _backoff(self) -> LokiPushConfig:
@@ -226,17 +259,24 @@ def _check_backoff(min_backoff: float, max_backoff: float) -> None:
 
 class CentralConfig(ConfigModel):
     remote_write: RemoteWriteConfig | None = None
+    """The central remote-write receiver. Absent: metrics go to the embedded Parquet store under
+    `data_dir/store/`."""
     loki: LokiPushConfig | None = None
+    """The central Loki. Absent: logs are not shipped."""
 
 
 class QueueConfig(ConfigModel):
     """The durable on-disk queue between normalize and the sinks, one per cluster under `data_dir/queue/`."""
 
     max_bytes: Size = 2 * 2**30  # per cluster: 100k series x 30s ≈ 1.2 MiB/cycle snappy -> ~2 days
+    """Per queue; past it the oldest segment is dropped (`reason="queue_full"`)."""
     segment_bytes: Size = 8 * 2**20
+    """Size of one segment file of the queue (at least 64KiB)."""
     # Thanos Receive rejects samples ~1h older than the tenant's newest; older backlog is dropped as too_old.
     max_age: Duration = 6 * 3600.0
+    """Older records are dropped (`reason="too_old"`): receivers reject them anyway."""
     fsync: Literal["segment", "always", "never"] = "segment"
+    """When appends reach the disk: `always` (each batch), `segment` (on rotation and close), `never`."""
 
     @model_validator(mode="after")
     def _bounds(self) -> QueueConfig:
@@ -249,17 +289,26 @@ class QueueConfig(ConfigModel):
 
 class LogsConfig(ConfigModel):
     start_from: str = "now"  # "now" or a duration back in time, e.g. "1h"
+    """Where a first start (no cursor yet) begins: `now`, or a duration back in time such as `1h`."""
     safety_lag: Duration = 30.0
+    """How far behind now each log query window closes, so late entries are not skipped."""
     page_limit: int = Field(default=5000, ge=1)
+    """Entries per Loki `query_range` request."""
     max_line_bytes: Size = 256 * 1024
+    """Longer lines are truncated."""
     # Loki's default limits_config (max_label_names_per_series, max_label_name_length,
     # max_label_value_length): a stream over them is reported and dropped here, not half-rejected centrally.
     max_label_names: int = Field(default=15, ge=1)
+    """A stream with more labels is reported and dropped (Loki's `max_label_names_per_series`)."""
     max_label_name_length: int = Field(default=1024, ge=1)
+    """A stream with a longer label name is reported and dropped (Loki's `max_label_name_length`)."""
     max_label_value_length: int = Field(default=2048, ge=1)
+    """A stream with a longer label value is reported and dropped (Loki's `max_label_value_length`)."""
     # Uncompressed push body: Promtail's default batch_size; ~200 KiB snappy, far under Loki's limits.
     push_batch_bytes: Size = 2**20
+    """Uncompressed size of one push to the central Loki."""
     ship_own_logs: bool = True  # the collector's own logs to central.loki, labelled self_cluster
+    """Ship the collector's own logs to `central.loki`, labelled `self_cluster`."""
 
     @field_validator("start_from")
     @classmethod
@@ -271,20 +320,36 @@ class LogsConfig(ConfigModel):
 
 class Config(ConfigModel):
     interval: Duration = 30.0
+    """The pull cycle (at least 1s)."""
     cluster_label: str = "cluster"
+    """The label every series and stream gets, valued with its cluster's `name`."""
     data_dir: Path = Path("./observe-data")
+    """Where the queues (`queue/<cluster>/<signal>/`), cursors and the embedded store (`store/`) live."""
     listen: str = "127.0.0.1:9464"
+    """`host:port` of `/metrics`, `/healthz`, `/readyz` and `/status`."""
     self_cluster: str = "management"
+    """The management cluster's name, stamped as `self_cluster` on the collector's own metrics and logs."""
     self_metrics: bool = True
+    """Ship the collector's own metrics to the centre too."""
     clusters: list[ClusterConfig] = Field(min_length=1)
+    """The clusters to pull, at least one."""
     relabel_configs: list[RelabelConfig] = Field(default_factory=list)
+    """Prometheus `relabel_config` rules, applied after cluster stamping, with Prometheus' semantics."""
     central: CentralConfig = CentralConfig()
+    """Where everything is shipped."""
     queue: QueueConfig = QueueConfig()
+    """The durable on-disk queue between the pull and the sinks."""
     logs: LogsConfig = LogsConfig()
+    """How logs are tailed and shipped."""
     remote_read: RemoteReadConfig = RemoteReadConfig()
+    """How remote-read reads the clusters' raw samples; a cluster's `prometheus.remote_read` overrides any
+    key."""
     grafana: GrafanaConfig = GrafanaConfig()
+    """Where `observe dashboards` uploads, and what generated alerts link to."""
     alerts: AlertsConfig = AlertsConfig()
+    """Thresholds and `for`s of the rules `observe rules` generates."""
     shutdown_timeout: Duration = 20.0
+    """How long SIGTERM waits for the queues to drain."""
 
     @field_validator("cluster_label")
     @classmethod

@@ -19,10 +19,17 @@ class TLSConfig(ConfigModel):
     """TLS towards a server. Verification is on unless `insecure_skip_verify` says otherwise."""
 
     ca_file: Path | None = None
+    """PEM file of the CAs that sign the server's certificate (default: the system's)."""
     cert_file: Path | None = None
+    """PEM client certificate, for servers that require mutual TLS; needs `key_file`."""
     key_file: Path | None = None
+    """PEM private key of `cert_file`."""
     server_name: str | None = None
+    """The name to verify the server's certificate against (and to send as SNI), when it differs from the
+    URL's host."""
     insecure_skip_verify: bool = False
+    """Do not verify the server's certificate. For tests only: anyone on the path can read and change the
+    traffic."""
 
     @model_validator(mode="after")
     def _cert_and_key(self) -> TLSConfig:
@@ -33,8 +40,11 @@ class TLSConfig(ConfigModel):
 
 class BasicAuth(ConfigModel):
     username: str
+    """The HTTP basic auth user."""
     password_file: Path | None = None
+    """A file holding the password, re-read when it changes; give this or `password_env`."""
     password_env: str | None = None
+    """An environment variable holding the password; give this or `password_file`."""
 
     @model_validator(mode="after")
     def _one_password(self) -> BasicAuth:
@@ -50,12 +60,20 @@ class HTTPClientConfig(ConfigModel):
     """One HTTP server and how to authenticate to it."""
 
     url: HttpUrl
+    """The server's base URL (http or https); a path prefix is kept."""
     timeout: Duration = DEFAULT_TIMEOUT
+    """Per request, connect to last byte. For a cluster source left unset it is capped at `interval`, as
+    Prometheus caps `scrape_timeout`; one you set must be shorter than `interval`."""
     bearer_token_file: Path | None = None
+    """A file holding a bearer token, re-read when it changes (Kubernetes rotates service account tokens)."""
     bearer_token_env: str | None = None
+    """An environment variable holding a bearer token."""
     basic_auth: BasicAuth | None = None
+    """HTTP basic auth instead of a bearer token."""
     tls: TLSConfig = TLSConfig()
+    """TLS towards the server; verification is on by default."""
     headers: dict[str, str] = Field(default_factory=dict)
+    """Extra request headers."""
 
     @model_validator(mode="after")
     def _one_auth(self) -> HTTPClientConfig:

@@ -31,7 +31,14 @@ __all__ = ["NS", "LogLine", "SimulatedLogs"]
 
 NS: Final = 1_000_000_000
 _PERIODS_S: Final = (1, 2, 3, 5)
-_PATHS: Final = ("/api/v1/orders", "/api/v1/items", "/healthz", "/api/v1/users/me", "/api/v1/search", "/metrics")
+_PATHS: Final = (
+    "/api/v1/orders",
+    "/api/v1/items",
+    "/healthz",
+    "/api/v1/users/me",
+    "/api/v1/search",
+    "/metrics",
+)
 
 LogLine = tuple[int, Labels, str, Labels]
 """(timestamp ns, stream labels, line, structured metadata): what Loki's query_range returns per entry."""
@@ -118,7 +125,10 @@ class SimulatedLogs:
         if not healthy and s.pod.crashes:
             step = k % 3
             if step == 0:
-                level, msg = "error", f"cannot connect to postgres at 10.{self.topology.net}.0.5:5432: connection refused"
+                level, msg = (
+                    "error",
+                    f"cannot connect to postgres at 10.{self.topology.net}.0.5:5432: connection refused",
+                )
             elif step == 1:
                 level, msg = "fatal", "giving up after 3 attempts, exiting with code 1"
             else:
@@ -134,7 +144,9 @@ class SimulatedLogs:
             metadata = (("trace_id", h[3:11].hex()),)
             line = f'ts={when} level=info msg="request served" method=GET path={path} status={status} duration_ms={1 + h[4] % 120}'
         elif roll < 85:
-            line = f'ts={when} level=debug msg="cache lookup" hit={"true" if h[5] % 3 else "false"} key=k{h[6]}'
+            line = (
+                f'ts={when} level=debug msg="cache lookup" hit={"true" if h[5] % 3 else "false"} key=k{h[6]}'
+            )
         elif roll < 97:
             line = f'ts={when} level=warn msg="slow upstream" duration_ms={500 + h[7] * 4}'
         else:

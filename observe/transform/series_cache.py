@@ -2,9 +2,11 @@
 
 The label set of a series does not change between cycles, so the work that depends only on it —
 parsing the labels, stamping the cluster, relabelling, sorting and protobuf-encoding them — is done
-once, when the series first appears, and cached under the series' exact text in the exposition
-(`name{labels}`). A steady-state cycle then costs, per line: one split, one dict lookup, one float
-parse and one concatenation of cached label bytes with 11 bytes of sample.
+once, when the series first appears, and cached under the hash of the series' exact text in the
+exposition (`name{labels}`). A steady-state cycle then costs, per line: one split, one hash, one dict
+lookup, two more (value and timestamp text) and one concatenation of cached label bytes with the sample.
+
+The body is read as bytes, a 1 MiB slice at a time: no decoded copy of a whole body is ever held.
 
 The same memory gives staleness for free: a cached series not seen in this cycle has vanished, so it
 gets Prometheus' staleness marker (a NaN with bits 0x7ff0000000000002) and leaves the cache; when the
@@ -38,6 +40,13 @@ from observe.protocol.remote_write import (
 )
 from observe.transform.normalize import Normalizer
 
+# Series are keyed by `hash()` of their text, not by the text: the text was 40% of what the cache holds
+# (~340 B of ~890 B per series, `tracemalloc` on a 100k-series body) and the key int is 36 B. Peak RSS of
+# `python -m bench.federate_vs_vmagent` fell by ~60 MiB for 2 x 100k series. The price is a collision
+# risk: bytes hash with SipHash-1-3 under a per-process random key (never set PYTHONHASHSEED for the
+# collector), so a new series matches one of the n cached ones with probability n / 2**64 (5e-15 at
+# 100k series); the two would then share one label set until one of them vanishes.
+#
 # Entry layout, a list for speed (attribute access on a slotted object costs ~2x an index here):
 #   [0] the series' encoded `timeseries` prefix (tag, length, labels), or None when relabel dropped it
 #   [1] timestamp (ms) of the last sample taken, to skip a sample the source has not renewed
@@ -48,7 +57,7 @@ _PREFIX, _LAST_TS, _SEEN, _HEAD_LEN, _FRAME_LEN = 0, 1, 2, 3, 4
 _NEVER: Final = -(2**63) - 1  # older than every int64 timestamp: a sample at int64's minimum is news
 _USUAL_FRAME_LEN: Final = sample_frame(1_700_000_000_000)[2]  # every ms timestamp from 2001 to 2286
 
-# Timestamp text -> (ms, sample bytes before the value, after it, sample field length). Federation
+# Timestamp text (bytes) -> (ms, sample bytes before the value, after it, sample field length). Federation
 # stamps every series of a scrape target with that scrape's time, so a cycle holds a few hundred
 # distinct texts; values repeat a lot too (0, 1, constants of kube-state-metrics). Caching both by
 # their text replaces an int()/float() parse and a pack per line with a dict lookup: warm cycles went
@@ -58,18 +67,20 @@ _TEXT_CACHE_MAX: Final = 65536
 
 # Lines are split 1 MiB at a time: a list of all 100k lines of a body would hold another ~35 MiB per
 # cluster at the peak, for no speed gain over splitting slices (one extra copy of the slice, ~2%).
-_SLICE_CHARS: Final = 1 << 20
+_SLICE_CHARS: Final = 1 << 20  # bytes (the name predates reading bytes; tests patch it)
+_HASH, _SP, _TAB = 35, 32, 9  # b"#", b" ", b"\t"
 
 
-def _numbered_lines(body: str) -> Iterator[tuple[int, str]]:
+def _numbered_lines(body: bytes | bytearray) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line) of every line, without materialising them all at once."""
+    view = memoryview(body)
     lineno = 0
     pos, end_of_body = 0, len(body)
     while pos < end_of_body:
-        end = body.find("\n", pos + _SLICE_CHARS)
+        end = body.find(b"\n", pos + _SLICE_CHARS)
         if end < 0:
             end = end_of_body
-        for line in body[pos:end].split("\n"):
+        for line in bytes(view[pos:end]).split(b"\n"):
             lineno += 1
             yield lineno, line
         pos = end + 1
@@ -79,6 +90,14 @@ def _set_prefix(entry: list[object], labels: bytes, frame_len: int) -> bytes:
     prefix = series_prefix(labels, frame_len)
     entry[_PREFIX], entry[_HEAD_LEN], entry[_FRAME_LEN] = prefix, len(prefix) - len(labels), frame_len
     return prefix
+
+
+def _text(raw: bytes) -> str:
+    """A line or part of one as text; invalid UTF-8 is a malformed line (the source checked the body)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExpositionError(f"invalid UTF-8 at byte {exc.start} of the line") from None
 
 
 def _labels_of(entry: list[object]) -> bytes:
@@ -111,16 +130,21 @@ class SeriesCache:
         self._normalizer = normalizer
         self._max_samples = max_samples_per_send
         self._on_bad_line = on_bad_line
-        self._entries: dict[str, list[object]] = {}
-        self._frames: dict[str, tuple[int, bytes, bytes, int]] = {}
-        self._values: dict[str, bytes] = {}
+        self._entries: dict[int, list[object]] = {}  # hash of the series text -> entry
+        self._frames: dict[bytes, tuple[int, bytes, bytes, int]] = {}
+        self._values: dict[bytes, bytes] = {}
         self._cycle = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def process(self, body: str, now_ms: int) -> CycleBatch:
-        """Encode every sample of a successful pull, and stale markers for series that vanished."""
+    def process(self, body: bytes | bytearray | str, now_ms: int) -> CycleBatch:
+        """Encode every sample of a successful pull, and stale markers for series that vanished.
+
+        `body` is the UTF-8 text exposition, as bytes (what the source hands over) or as text.
+        """
+        if isinstance(body, str):
+            body = body.encode("utf-8")
         self._cycle += 1
         cycle = self._cycle
         entries_get = self._entries.get
@@ -134,22 +158,22 @@ class SeriesCache:
         for lineno, line in _numbered_lines(body):
             if not line:
                 continue
-            if line[0] == "#":
-                if len(line) > 6 and (line[1] == " " or line[1] == "\t"):  # maybe HELP or TYPE: check it
+            if line[0] == _HASH:
+                if len(line) > 6 and (line[1] == _SP or line[1] == _TAB):  # maybe HELP or TYPE: check it
                     try:
-                        split_line(line)
+                        split_line(_text(line))
                     except ExpositionError as exc:
                         bad += 1
                         if self._on_bad_line is not None:
                             self._on_bad_line(lineno, str(exc))
                 continue
-            # Hot path: federation writes `series value timestamp` with single spaces. A cache hit proves
-            # the series text right (a cached key is a whole, valid series text) and the value and
-            # timestamp caches hold only texts parse_value and parse_timestamp took, so a line passing
-            # all three reads exactly as split_line would read it. The texts are parsed only on a miss.
-            head, _, ts_text = line.rpartition(" ")
-            key, _, value_text = head.rpartition(" ")
-            entry = entries_get(key)
+            # Hot path: federation writes `series value timestamp` with single spaces. A cache hit means
+            # the series text is one the careful path took (up to a hash collision, see above), and the
+            # value and timestamp caches hold only texts parse_value and parse_timestamp took, so a line
+            # passing all three reads exactly as split_line would read it. Texts are parsed only on a miss.
+            head, _, ts_text = line.rpartition(b" ")
+            key, _, value_text = head.rpartition(b" ")
+            entry = entries_get(hash(key))
             if entry is not None:
                 try:
                     frame = frames_get(ts_text) or self._frame(ts_text)
@@ -159,17 +183,19 @@ class SeriesCache:
             try:
                 if entry is None:
                     # The careful path: the exposition parser splits the line and is the judge of it.
-                    split = split_line(line)
+                    split = split_line(_text(line))
                     if split is None:
                         continue
-                    key, value_text, ts_or_none = split
-                    ts_text = ts_or_none if ts_or_none is not None else str(now_ms)
+                    key_text, value_str, ts_or_none = split
+                    ts_text = ts_or_none.encode() if ts_or_none is not None else str(now_ms).encode()
                     frame = frames_get(ts_text) or self._frame(ts_text)
+                    value_text = value_str.encode()
                     packed = values_get(value_text) or self._value(value_text)
-                    entry = entries_get(key)
+                    h = hash(key_text.encode())
+                    entry = entries_get(h)
                     if entry is None:
-                        entry = self._prepare(key)
-                        self._entries[key] = entry
+                        entry = self._prepare(key_text)
+                        self._entries[h] = entry
                 series += 1
                 entry[_SEEN] = cycle
                 prefix = entry[_PREFIX]
@@ -201,16 +227,16 @@ class SeriesCache:
         payloads += self._pack(stale_series)
         return CycleBatch(payloads, series, fresh + stale, stale, unchanged, dropped, bad)
 
-    def _frame(self, ts_text: str) -> tuple[int, bytes, bytes, int]:
-        ts = parse_timestamp(ts_text)
+    def _frame(self, ts_text: bytes) -> tuple[int, bytes, bytes, int]:
+        ts = parse_timestamp(_text(ts_text))
         before, after, frame_len = sample_frame(ts)
         if len(self._frames) >= _TEXT_CACHE_MAX:
             self._frames.clear()
         frame = self._frames[ts_text] = (ts, before, after, frame_len)
         return frame
 
-    def _value(self, value_text: str) -> bytes:
-        packed = pack_double(parse_value(value_text))
+    def _value(self, value_text: bytes) -> bytes:
+        packed = pack_double(parse_value(_text(value_text)))
         if len(self._values) >= _TEXT_CACHE_MAX:
             self._values.clear()
         self._values[value_text] = packed

@@ -19,6 +19,7 @@ import pytest
 from tests.collector_proc import start_collector, write_config
 from tests.e2e.test_metrics_path import Exporter, base_config, cluster_prometheus
 from tests.e2e.test_tls_auth_real_prometheus import row, squeeze
+from tests.fleet_fixtures import FEDERATE
 from tests.servers import Server, free_port, prom_query, start_prometheus, wait_until
 
 pytestmark = pytest.mark.real_server
@@ -51,8 +52,8 @@ def config_with_token(tmp_path: Path, src: Server, centre: Server, **extra: Any)
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     clusters = [
-        {"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s", "bearer_token_file": str(token)}},
-        {"name": "gone", "prometheus": {"url": f"http://127.0.0.1:{free_port()}", "timeout": "1s"}},
+        {"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s", "bearer_token_file": str(token), **FEDERATE}},
+        {"name": "gone", "prometheus": {"url": f"http://127.0.0.1:{free_port()}", "timeout": "1s", **FEDERATE}},
     ]
     return write_config(
         tmp_path / "observe.yaml", base_config(tmp_path, clusters, centre.url + "/api/v1/write", **extra)
@@ -114,8 +115,8 @@ def test_check_parses_the_federate_body_and_fails_on_bad_lines(
     tmp_path: Path, fleet: tuple[Server, Server], bad_federate: str
 ) -> None:
     src, centre = fleet
-    alpha = {"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s"}}
-    broken = {"name": "broken", "prometheus": {"url": bad_federate, "timeout": "3s"}}
+    alpha = {"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s", **FEDERATE}}
+    broken = {"name": "broken", "prometheus": {"url": bad_federate, "timeout": "3s", **FEDERATE}}
     receiver = centre.url + "/api/v1/write"
     good = observe(
         "check", "-c", str(write_config(tmp_path / "good.yaml", base_config(tmp_path, [alpha], receiver)))

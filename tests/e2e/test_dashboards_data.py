@@ -26,6 +26,7 @@ from observe.generate.links import DASHBOARD_UIDS
 from observe.generate.rules import write_rules
 from tests.collector_proc import start_collector, write_config
 from tests.dashboard_queries import expressions, substitute
+from tests.fleet_fixtures import FEDERATE
 from tests.servers import Server, get_json, prom_query, start_prometheus, wait_until
 
 pytestmark = pytest.mark.real_server
@@ -93,7 +94,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, Se
             "self_cluster": "mgmt-1",
             "alerts": {"evaluation_interval": "1s"},  # rule groups carry it; 1m would leave them unevaluated
             "clusters": [
-                {"name": n, "labels": {"env": "prod"}, "prometheus": {"url": s.url, "timeout": "1500ms"}}
+                {"name": n, "labels": {"env": "prod"}, "prometheus": {"url": s.url, "timeout": "1500ms", **FEDERATE}}
                 for n, s in zip(CLUSTERS, servers, strict=True)
             ],
         }

@@ -18,7 +18,7 @@ import pytest
 from observe.config import parse_config
 from observe.generate.rules import write_rules
 from tests.collector_proc import CollectorProcess, start_collector, write_config
-from tests.fleet_fixtures import ThreadedFleet, demo_clusters
+from tests.fleet_fixtures import FEDERATE, ThreadedFleet, demo_clusters
 from tests.servers import (
     Server,
     free_port,
@@ -72,7 +72,7 @@ def test_failover_drill(tmp_path: Path) -> None:
                 "listen": f"127.0.0.1:{free_port()}",
                 "self_cluster": "mgmt",
                 "clusters": [
-                    {"name": n, "labels": {"env": "drill"}, "prometheus": {"url": p.url, "timeout": "800ms"}}
+                    {"name": n, "labels": {"env": "drill"}, "prometheus": {"url": p.url, "timeout": "800ms", **FEDERATE}}
                     for n, p in proms.items()
                 ],
                 "central": {"remote_write": {"url": "http://127.0.0.1:1/api/v1/write"}},

@@ -23,6 +23,7 @@ from observe.protocol.remote_write import decode_write_request, decompress
 from observe.queue.durable import DurableQueue
 from tests.collector_proc import CollectorProcess, run_once, start_collector, write_config
 from tests.e2e.http_fixtures import ReceiverProxy, ThreadedApp, bad_sources_app
+from tests.fleet_fixtures import FEDERATE
 from tests.servers import Server, free_port, prom_query, start_prometheus, start_victoria_metrics, wait_until
 
 pytestmark = pytest.mark.real_server
@@ -145,8 +146,8 @@ def two_clusters(tmp_path: Path, exporter: Exporter) -> Iterator[tuple[Server, S
 def clusters_for(a: Server, b: Server) -> list[dict[str, Any]]:
     return [
         {"name": "alpha", "labels": {"region": "eu-west-1", "env": "prod"},
-         "prometheus": {"url": a.url, "timeout": "3s"}},
-        {"name": "beta", "labels": {"region": "us-east-1"}, "prometheus": {"url": b.url, "timeout": "3s"}},
+         "prometheus": {"url": a.url, "timeout": "3s", **FEDERATE}},
+        {"name": "beta", "labels": {"region": "us-east-1"}, "prometheus": {"url": b.url, "timeout": "3s", **FEDERATE}},
     ]  # fmt: skip
 
 
@@ -226,7 +227,7 @@ def test_centre_down_then_up_and_sigkill_mid_send_lose_nothing(tmp_path: Path, e
     # A slow link (0.2s a request, 2 in flight, 10 samples each) makes the replay last long enough to be
     # killed in the middle of it many times.
     proxy = ReceiverProxy(target=f"http://127.0.0.1:{centre_port}/api/v1/write", delay=0.2).start()
-    clusters = [{"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s"}}]
+    clusters = [{"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s", **FEDERATE}}]
     cfg_dict = base_config(
         tmp_path, clusters, proxy.url + "/api/v1/write", shutdown_timeout="1s", self_metrics=False
     )
@@ -279,7 +280,7 @@ def test_queue_bound_drops_oldest_and_counts_it(tmp_path: Path) -> None:
     big = Exporter(rooms=3000)
     src = cluster_prometheus(tmp_path, "prom-alpha", big)
     dead = f"http://127.0.0.1:{free_port()}/api/v1/write"
-    clusters = [{"name": "alpha", "prometheus": {"url": src.url, "timeout": "2s"}}]
+    clusters = [{"name": "alpha", "prometheus": {"url": src.url, "timeout": "2s", **FEDERATE}}]
     cfg_dict = base_config(tmp_path, clusters, dead, interval="3s", self_metrics=False)
     cfg_dict["queue"] = {"max_bytes": "256KiB", "segment_bytes": "64KiB"}
     proc: CollectorProcess | None = None
@@ -348,7 +349,7 @@ def test_broken_sources_fail_alone_with_clear_reasons(
     a, _ = two_clusters
     bad = ThreadedApp(bad_sources_app(lambda: federate(a), huge_bytes=3 * 2**20)).start()
     centre = start_prometheus(tmp_path / "centre", remote_write_receiver=True, name="centre")
-    clusters: list[dict[str, Any]] = [{"name": "alpha", "prometheus": {"url": a.url, "timeout": "3s"}}]
+    clusters: list[dict[str, Any]] = [{"name": "alpha", "prometheus": {"url": a.url, "timeout": "3s", **FEDERATE}}]
     for case in ("html", "unauthorized", "malformed", "huge", "hang"):
         prom: dict[str, Any] = {"url": f"{bad.url}/{case}", "timeout": "2s", "max_response_bytes": "1MiB"}
         clusters.append({"name": f"bad-{case}", "prometheus": prom})
@@ -395,7 +396,7 @@ def test_receiver_errors_are_retried_or_dropped_by_status(
     src = cluster_prometheus(tmp_path, "prom-alpha", exporter)
     centre = start_prometheus(tmp_path / "centre", remote_write_receiver=True, name="centre")
     proxy = ReceiverProxy(target=centre.url + "/api/v1/write", script=list(script)).start()
-    clusters = [{"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s"}}]
+    clusters = [{"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s", **FEDERATE}}]
     cfg_dict = base_config(tmp_path, clusters, proxy.url + "/api/v1/write", self_metrics=False)
     try:
         done = run_once(write_config(tmp_path / "observe.yaml", cfg_dict))

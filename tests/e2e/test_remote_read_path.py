@@ -7,6 +7,7 @@ bits, staleness markers included), for the window the collector's cursor says it
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -253,7 +254,7 @@ def test_an_ha_pair_fails_over_and_the_centre_sees_one_series_per_target(tmp_pat
         # no gap: every second of the run has samples of every series at the centre
         for labels, points in got.items():
             times = [ts for ts, _ in points]
-            gaps = [t2 - t1 for t1, t2 in zip(times, times[1:], strict=False)]
+            gaps = [t2 - t1 for t1, t2 in itertools.pairwise(times)]
             assert max(gaps) < 3000, (dict(labels), max(gaps))
         assert receiver_errors(centre) == 0
     finally:

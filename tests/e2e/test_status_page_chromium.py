@@ -22,6 +22,7 @@ import pytest
 
 from tests.collector_proc import start_collector, write_config
 from tests.e2e.test_metrics_path import Exporter, base_config, cluster_prometheus
+from tests.fleet_fixtures import FEDERATE
 from tests.servers import Server, free_port, require_binary, start_prometheus, wait_until
 from tests.status_page_dom import parse
 
@@ -81,8 +82,8 @@ def test_status_page_in_chromium_shows_up_and_down_clusters(
     binary = chromium_binary
     src, centre = fleet
     clusters = [
-        {"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s"}},
-        {"name": "gone", "prometheus": {"url": f"http://127.0.0.1:{free_port()}", "timeout": "1s"}},
+        {"name": "alpha", "prometheus": {"url": src.url, "timeout": "3s", **FEDERATE}},
+        {"name": "gone", "prometheus": {"url": f"http://127.0.0.1:{free_port()}", "timeout": "1s", **FEDERATE}},
     ]
     # 7s: the page's refresh must be the collector's interval (inside the page's 5 s .. 5 min bounds)
     cfg = base_config(tmp_path, clusters, centre.url + "/api/v1/write", interval="7s")

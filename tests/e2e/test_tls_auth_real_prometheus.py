@@ -27,6 +27,7 @@ import pytest
 
 from tests.collector_proc import run_once, start_collector, write_config
 from tests.e2e.test_metrics_path import Exporter, central_series, cluster_prometheus, expected_series
+from tests.fleet_fixtures import FEDERATE
 from tests.servers import (
     Server,
     free_port,
@@ -194,7 +195,7 @@ def tls_cluster(
         tls["server_name"] = server_name
     if insecure:
         tls["insecure_skip_verify"] = True
-    prom: dict[str, Any] = {"url": url or fleet.tls_prom.url, "timeout": timeout, "tls": tls}
+    prom: dict[str, Any] = {"url": url or fleet.tls_prom.url, "timeout": timeout, "tls": tls, **FEDERATE}
     if password is not None:
         prom["basic_auth"] = {"username": USER, "password_file": str(password)}
     return {"name": name, "labels": {"region": "eu-west-1"}, "prometheus": prom}
@@ -202,7 +203,7 @@ def tls_cluster(
 
 def plain_cluster(name: str, fleet: Fleet) -> dict[str, Any]:
     return {"name": name, "labels": {"region": "us-east-1"},
-            "prometheus": {"url": fleet.plain_prom.url, "timeout": "3s"}}  # fmt: skip
+            "prometheus": {"url": fleet.plain_prom.url, "timeout": "3s", **FEDERATE}}  # fmt: skip
 
 
 def config(
