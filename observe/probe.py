@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from observe.config import Config, HTTPClientConfig
-from observe.errors import ObserveError
+from observe.errors import ObserveError, SourceError
 from observe.http import new_session, safe_url
 from observe.protocol.loki_push import encode_payload
 from observe.protocol.remote_write import compress
@@ -25,6 +25,7 @@ from observe.sinks.loki_push import LokiPushSink
 from observe.sinks.remote_write import RemoteWriteSink
 from observe.sources.loki import LokiSource
 from observe.sources.prometheus_federate import FederateProbe, PrometheusFederateSource
+from observe.sources.prometheus_remote_read import PrometheusRemoteReadSource, RemoteReadUnsupported
 
 __all__ = ["ProbeResult", "probe_all"]
 
@@ -57,11 +58,63 @@ def federate_row(cluster: str, p: FederateProbe) -> ProbeResult:
     return ProbeResult(cluster, "prometheus", p.url, ok, detail, p.duration)
 
 
-async def _probe_prometheus(cfg: Config, name: str) -> ProbeResult:
-    prom = cfg.cluster(name).prometheus
+async def _probe_prometheus(cfg: Config, name: str) -> list[ProbeResult]:
+    """Remote-read from every replica (unless `protocol: federate`), then federation where the collector
+    would federate: always for `federate`, and for `auto` when a replica refused remote-read."""
+    cluster = cfg.cluster(name)
+    prom = cluster.prometheus
     assert prom is not None
+    rows: list[ProbeResult] = []
     async with new_session(prom) as session:
-        return federate_row(name, await PrometheusFederateSource(name, prom, session).probe())
+        federate = prom.protocol == "federate"
+        if not federate:
+            window = cfg.remote_read_for(cluster)
+            for url in prom.urls():
+                row, refused = await _probe_remote_read(
+                    name,
+                    PrometheusRemoteReadSource(name, prom, session, url=url),
+                    window.safety_lag,
+                    auto=prom.protocol == "auto",
+                )
+                rows.append(row)
+                federate = federate or (refused and prom.protocol == "auto")
+        if federate:
+            row = federate_row(name, await PrometheusFederateSource(name, prom, session).probe())
+            rows.append(row)
+    return rows
+
+
+async def _probe_remote_read(
+    cluster: str, source: PrometheusRemoteReadSource, safety_lag: float, *, auto: bool
+) -> tuple[ProbeResult, bool]:
+    """Read the last minute up to `now - safety_lag`, as a cycle would; True if the source refused
+    remote-read (with `auto` the collector then federates, and the row says so, loudly, not as a failure)."""
+    started = time.monotonic()
+    end = int((time.time() - safety_lag) * 1000)
+    endpoint, url = "prometheus/remote_read", safe_url(source.url)
+    try:
+        read = await source.read(end - 60_000, end)
+    except RemoteReadUnsupported as exc:
+        how = "WARNING: the collector falls back to federation (newest samples only, no backfill)"
+        detail = f"{how}: {exc}" if auto else f"remote-read refused (set protocol: auto or federate): {exc}"
+        return ProbeResult(cluster, endpoint, url, auto, detail, time.monotonic() - started), True
+    except SourceError as exc:
+        return ProbeResult(cluster, endpoint, url, False, str(exc), time.monotonic() - started), False
+    skipped = sum(read.chunks_skipped.values())
+    detail = (
+        f"{len(read.series)} series, {read.samples} samples in the last minute ({read.response_type})"
+        + (f", {skipped} chunks of other encodings skipped" if skipped else "")
+    )
+    if not read.series:
+        return ProbeResult(
+            cluster,
+            endpoint,
+            url,
+            False,
+            "reachable, but no series match the selectors in the last minute",
+            time.monotonic() - started,
+        ), False
+    return ProbeResult(cluster, endpoint, url, True, detail, time.monotonic() - started), False
 
 
 async def _probe_loki(cfg: Config, name: str) -> list[ProbeResult]:
@@ -103,7 +156,8 @@ async def _probe_sink(
 
 async def probe_all(cfg: Config) -> list[ProbeResult]:
     """Every row of the check, sorted by (cluster, endpoint); all probes run concurrently."""
-    probes = [_probe_prometheus(cfg, c.name) for c in cfg.clusters if c.prometheus is not None]
+    proms = [_probe_prometheus(cfg, c.name) for c in cfg.clusters if c.prometheus is not None]
+    probes = []
     if (rw := cfg.central.remote_write) is not None:
         # an empty WriteRequest: accepted by every receiver, stores nothing
         probes.append(_probe_sink(rw, lambda session: RemoteWriteSink(rw, session), compress(b"")))
@@ -113,6 +167,6 @@ async def probe_all(cfg: Config) -> list[ProbeResult]:
         probes.append(_probe_sink(push, lambda session: LokiPushSink(push, session), payload))
     lokis = [_probe_loki(cfg, c.name) for c in cfg.clusters if c.loki is not None]
     results = list(await asyncio.gather(*probes))
-    for per_selector in await asyncio.gather(*lokis):
-        results.extend(per_selector)
+    for rows in await asyncio.gather(*proms, *lokis):
+        results.extend(rows)
     return sorted(results, key=lambda r: (r.cluster, r.endpoint))

@@ -113,7 +113,7 @@ class MetricsPipeline:
         """Pull once and queue what came back (or stale markers when the pull failed)."""
         start = time.monotonic()
         try:
-            body = await self.puller.pull()
+            body = await self.puller.pull_body()  # bytes: the cache reads them a slice at a time
         except SourceError as exc:
             duration = time.monotonic() - start
             self.telemetry.pull_failed(

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -281,7 +284,12 @@ def test_a_source_behind_a_get_only_proxy_falls_back_to_federation_and_says_so(
     app.router.add_route("*", "/{tail:.*}", get_only)
     proxy = ThreadedApp(app).start()
     centre = central_prometheus(tmp_path / "centre")
-    proc = start_collector(config(tmp_path, [proxy.url], centre.url + "/api/v1/write", protocol="auto"))
+    cfg = config(tmp_path, [proxy.url], centre.url + "/api/v1/write", protocol="auto")
+    check = observe("check", "-c", str(cfg))
+    rows = {line.split("│")[2].strip(): line for line in check.stdout.splitlines() if line.count("│") > 5}
+    assert "WARNING: the collector falls back to federation" in rows["prometheus/remote_read"], check.stdout
+    assert "series match" in rows["prometheus"], check.stdout  # ... and federation is probed instead
+    proc = start_collector(cfg)
     try:
         doc = wait_until(
             lambda: (d := proc.status())["clusters"]["alpha"]["prometheus"].get("protocol") == "federate" and d,
@@ -298,6 +306,32 @@ def test_a_source_behind_a_get_only_proxy_falls_back_to_federation_and_says_so(
         src.stop()
         centre.stop()
     assert "falling back to federation" in proc.log_text()
+
+
+def test_observe_check_reports_the_protocol_each_replica_speaks(tmp_path: Path, exporter: Exporter) -> None:
+    src = cluster_prometheus(tmp_path / "src", exporter, external=EXTERNAL)
+    centre = central_prometheus(tmp_path / "centre")
+    try:
+        # Prometheus applies its first targets after ~5s (the scrape manager's reload tick), then scrapes.
+        wait_until(lambda: raw(src, now_ms() - 1500), 20, message="samples in the source")
+        dead = f"http://127.0.0.1:{free_port()}"
+        cfg = config(tmp_path, [src.url, dead], centre.url + "/api/v1/write", remote_read={"safety_lag": "1s"})
+        done = observe("check", "-c", str(cfg))
+        lines = [line for line in done.stdout.splitlines() if "prometheus/remote_read" in line]
+        assert len(lines) == 2, done.stdout  # one row per replica
+        assert "streamed_xor_chunks" in lines[0] and "FAIL" not in lines[0], done.stdout
+        assert "FAIL" in lines[1] and "cannot connect" in done.stdout, done.stdout
+        assert done.returncode == 1  # the dead replica fails the check
+    finally:
+        src.stop()
+        centre.stop()
+
+
+def observe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "observe", *args], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
 
 
 def _floats(points: list[tuple[int, int]]) -> list[tuple[int, float]]:
