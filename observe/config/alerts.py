@@ -158,6 +158,10 @@ class AlertsConfig(ConfigModel):
     """A queue whose oldest record is older than this alerts."""
     queue_lag_for: Duration = 600.0
     """`for` of the queue-lag alert."""
+    remote_read_lag: Duration = 600.0
+    """A cluster whose remote-read cursor is further behind than this, and still falling behind, alerts."""
+    remote_read_lag_for: Duration = 600.0
+    """`for` of the remote-read lag alert."""
     send_failure_ratio: float = 0.1
     """Share of failed sends to the centre above which the collector alerts."""
     send_failing_for: Duration = 600.0

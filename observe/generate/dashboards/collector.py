@@ -197,6 +197,52 @@ def build(s: Scope, *, prometheus_uid: str, loki_uid: str) -> dict[str, Any]:
         ),
     )
 
+    read_lag = steps((None, OK), (3 * s.interval_s, WARN), (a.remote_read_lag, BAD))  # alerts.remote_read_lag
+    grid.row("Remote-read").add(
+        timeseries(
+            "Remote-read lag",
+            [prom(f"max by ({c}) (observe_remote_read_lag_seconds{{{sel}}})", legend(c))],
+            unit="s",
+            w=6,
+            thresholds=read_lag,
+            description="Now minus the cluster's remote-read cursor (at least remote_read.safety_lag). "
+            "Growing: the source cannot be read, or reading is slower than its samples arrive.",
+        ),
+        timeseries(
+            "Backfill still to read",
+            [prom(f"max by ({c}) (observe_remote_read_backlog_seconds{{{sel}}})", legend(c))],
+            unit="s",
+            w=6,
+            description="Seconds of samples still to read after the last cycle: above 0 while a gap is filled.",
+        ),
+        timeseries(
+            "Samples read per second, by response type",
+            [
+                prom(
+                    f"sum by ({c}, response_type) (rate(observe_remote_read_samples_total{{{sel}}}[$__rate_interval]))",
+                    legend(c, "response_type"),
+                )
+            ],
+            unit="ops",
+            w=6,
+            stack=True,
+        ),
+        timeseries(
+            "Chunks skipped, gap skipped",
+            [
+                prom(
+                    f"sum by ({c}, encoding) (rate(observe_remote_read_chunks_skipped_total{{{sel}}}[$__rate_interval]))",
+                    legend(c, "encoding"),
+                ),
+                prom(_rate("observe_remote_read_skipped_seconds_total", sel, c), legend(c) + " (gap s/s)"),
+            ],
+            unit="short",
+            w=6,
+            description="Chunks in encodings observe does not decode (native histograms), and seconds of a "
+            "gap older than remote_read.backfill_limit that were not read.",
+        ),
+    )
+
     grid.row("Durable queue").add(
         timeseries(
             "Queue bytes",

@@ -84,6 +84,22 @@ def observe(f: Fleet) -> Group:
                 for_=a.queue_lag_for,
             ),
             Alert(
+                "ObserveRemoteReadFallingBehind",
+                # Behind and still falling behind: a gap being filled shrinks (deriv < 0) and stays silent.
+                "max by (cluster, self_cluster) (observe_remote_read_lag_seconds) > "
+                + num(a.remote_read_lag)
+                + "\nand\nmax by (cluster, self_cluster) (deriv(observe_remote_read_lag_seconds[10m])) > 0",
+                "warning",
+                "platform",
+                "The collector falls further behind cluster {{ $labels.cluster }}'s Prometheus",
+                "The remote-read cursor of cluster {{ $labels.cluster }} is more than "
+                + format_duration(a.remote_read_lag)
+                + " behind and the gap keeps growing: the source cannot be read, or reading is slower than "
+                "its samples arrive. Past remote_read.backfill_limit the oldest part of the gap is skipped.",
+                "collector",
+                for_=a.remote_read_lag_for,
+            ),
+            Alert(
                 "ObserveDroppingData",
                 "sum by (cluster, self_cluster, signal, reason) "
                 f'(increase(observe_dropped_samples_total{{reason=~"{"|".join(LOSS_REASONS)}"}}[10m])) > 0',
@@ -230,6 +246,24 @@ def _dropping(c: Ctx) -> list[Case]:
     ]
 
 
+def _remote_read_lag(c: Ctx) -> list[Case]:
+    at = c.after(c.a.remote_read_lag_for + 600)  # the 10m deriv window must fill first
+    n = c.n(at)
+    lbl = {"self_cluster": c.me}
+    lag = c.a.remote_read_lag
+    # A healthy cluster sits at safety_lag + interval; the target falls behind a second per second.
+    healthy = [(sel("observe_remote_read_lag_seconds", {"cluster": o} | lbl), f"45x{n}") for o in c.healthy]
+    tgt = sel("observe_remote_read_lag_seconds", {"cluster": c.target} | lbl)
+    fires = ({"cluster": c.target} | lbl | {"severity": "warning"},)
+    alert = "ObserveRemoteReadFallingBehind"
+    return [
+        Case((*healthy, (tgt, f"{lag:g}+60x{n}")), (Check(at, alert, fires),), "falling behind"),
+        # far behind but catching up (a gap being filled after an outage): silent
+        Case((*healthy, (tgt, f"{lag * 3:g}-30x{n}")), (Check(at, alert, ()),), "catching up"),
+        Case((*healthy, (tgt, f"45x{n}")), (Check(at, alert, ()),), "silent"),
+    ]
+
+
 def _sends(c: Ctx) -> list[Case]:
     at = c.after(c.a.send_failing_for)
     n = c.n(at)
@@ -288,6 +322,7 @@ CASES: dict[str, CaseBuilder] = {
     "ObserveCollectorDown": _collector_down,
     "ObserveQueueFilling": lambda c: _queue(c, "ObserveQueueFilling"),
     "ObserveQueueLagging": lambda c: _queue(c, "ObserveQueueLagging"),
+    "ObserveRemoteReadFallingBehind": _remote_read_lag,
     "ObserveDroppingData": _dropping,
     "ObserveRemoteWriteFailing": _sends,
     "ThanosReceiveErrorsHigh": _receive,
