@@ -285,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cycles", type=int, default=6, help="cycles in the measured window")
     p.add_argument("--collectors", default=",".join(COLLECTORS), help="comma-separated; empty to skip")
     p.add_argument("--scale", default="", help="observe's scale curve: cluster counts, e.g. 1,4,10")
-    p.add_argument("--dead", action="store_true", help="scale curve: the largest again plus one silent cluster")
+    p.add_argument(
+        "--dead", action="store_true", help="scale curve: the largest again plus one silent cluster"
+    )
     args = p.parse_args(argv)
     collectors = [c for c in args.collectors.split(",") if c]
     scale = [int(n) for n in args.scale.split(",") if n]

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     cluster = SimulatedCluster.for_series_count("bench-a", args.series)
     now = time.time()
     bodies = [
-        cluster.federate(now + 15 * i, external_labels={"prometheus": "k8s"}, job="federate", instance="sim")
+        # bytes, as the source hands them over (PrometheusFederateSource.pull_body)
+        cluster.federate(now + 15 * i, external_labels={"prometheus": "k8s"}, job="federate", instance="sim").encode()
         for i in range(args.cycles + 1)
     ]
     relabel = Relabeler([RelabelConfig(source_labels=["__name__"], regex="go_gc_.*", action="drop")])

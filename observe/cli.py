@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         if args.command == "run":
-            return _run(load_config(args.config, for_service=True), once=args.once, console=console)
+            return _run(
+                load_config(args.config, for_service=True), once=args.once, console=console, path=args.config
+            )
         if args.command == "check":
             cfg = load_config(args.config, for_service=True)
             return _check(cfg, probe=not args.no_probe, console=console)
@@ -142,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _run(cfg: Config, *, once: bool, console: Console) -> int:
+def _run(cfg: Config, *, once: bool, console: Console, path: Path) -> int:
+    from observe.reload import ConfigWatcher
     from observe.service import Collector
 
     collector = Collector(cfg, serve_http=not once)
@@ -172,7 +175,11 @@ def _run(cfg: Config, *, once: bool, console: Console) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        watcher = ConfigWatcher(path, collector)  # SIGHUP, or the file changing on disk: reload
+        loop.add_signal_handler(signal.SIGHUP, watcher.hup)
+        watching = asyncio.create_task(watcher.run(stop))
         await collector.run(stop)
+        await watching
 
     asyncio.run(serve())
     return EXIT_OK

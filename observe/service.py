@@ -23,18 +23,19 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from observe import __version__
-from observe.config import Config, require_service_config
-from observe.errors import QueueError
+from observe.config import ClusterConfig, Config, require_service_config
+from observe.errors import ConfigError, QueueError
 from observe.model import LOGS, METRICS, Signal
 from observe.pipeline import KINDS, Key, Outcome, Pipeline
 from observe.pipeline.centre import Centre
 from observe.pipeline.own_metrics import OwnMetricsPipeline
+from observe.queue.cleanup import remove_cluster_state
 from observe.server import StatusServer
 from observe.sinks.delivery import Delivery
 from observe.telemetry import Telemetry
 from observe.telemetry.own_logs import OwnLogsHandler, ship_own_logs, stop_shipping
 
-__all__ = ["Collector", "CycleReport"]
+__all__ = ["Collector", "CycleReport", "ReloadReport"]
 
 log = logging.getLogger("observe.service")
 
@@ -62,10 +63,21 @@ class CycleReport:
 
 @dataclass
 class _Drain:
-    """A pipeline's delivery and the task running it."""
+    """A pipeline's delivery, the task running it, and what stops it (the collector's stop, or this
+    pipeline's own when its cluster leaves the fleet)."""
 
     delivery: Delivery
     task: asyncio.Task[None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class ReloadReport:
+    """What `reconfigure` did, by cluster name."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
 
 def _name(key: Key) -> str:
@@ -91,13 +103,25 @@ class Collector:
         self._drains: dict[Key, _Drain] = {}
         self._own_logs: OwnLogsHandler | None = None
         self._http: StatusServer | None = None
-        self._stop_deliveries = asyncio.Event()
+        self._run_stop: asyncio.Event | None = None  # set while `run()` runs: new pipelines get loops
+        self._loops: dict[Key, asyncio.Task[None]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- wiring -----------------------------------------------------------------------------------
     def _add(self, pipeline: Pipeline) -> None:
         key: Key = (pipeline.cluster, pipeline.signal)
         self.pipelines[key] = pipeline
-        self._drains[key] = _Drain(self._centre.delivery(pipeline))
+        drain = self._drains[key] = _Drain(self._centre.delivery(pipeline))
+        if self.ready:  # added while running (a reload, a discovered cluster): start it now
+            drain.task = asyncio.create_task(self._supervise(key, drain))
+            if self._run_stop is not None and pipeline is not self._own:
+                self._loops[key] = asyncio.create_task(self._loop(pipeline, self._run_stop))
+
+    def _open_cluster(self, cluster: ClusterConfig) -> None:
+        for kind in KINDS:
+            if kind.wanted(cluster):
+                sink = self._centre.sink_name(kind.signal)
+                self._add(kind.open(self.cfg, cluster, telemetry=self.telemetry, sink=sink))
 
     async def start(self) -> None:
         """Open every pipeline (its queue replays what a previous run left), start deliveries and HTTP."""
@@ -105,10 +129,7 @@ class Collector:
             return
         self.started_at = time.time()
         for cluster in self.cfg.clusters:
-            for kind in KINDS:
-                if kind.wanted(cluster):
-                    sink = self._centre.sink_name(kind.signal)
-                    self._add(kind.open(self.cfg, cluster, telemetry=self.telemetry, sink=sink))
+            self._open_cluster(cluster)
         if self.cfg.self_metrics:
             self._own = OwnMetricsPipeline.open(
                 self.cfg, telemetry=self.telemetry, before_snapshot=self.refresh_gauges
@@ -116,7 +137,7 @@ class Collector:
             self._add(self._own)
         self._own_logs = ship_own_logs(self.cfg)
         for key, drain in self._drains.items():
-            drain.task = asyncio.create_task(self._supervise(key, drain.delivery))
+            drain.task = asyncio.create_task(self._supervise(key, drain))
         if self.serve_http:
             server = StatusServer(self)
             await server.start(*self.cfg.listen_host_port())
@@ -208,21 +229,104 @@ class Collector:
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle every pipeline each `interval`, each on its own loop, until `stop` is set; then flush."""
         await self.start()
-        loops = [asyncio.create_task(self._loop(self.pipelines[key], stop)) for key in self._pulled()]
+        self._run_stop = stop
+        for key in self._pulled():
+            self._loops[key] = asyncio.create_task(self._loop(self.pipelines[key], stop))
+        own: asyncio.Task[None] | None = None
         if self._own is not None:
-            loops.append(asyncio.create_task(self._loop(self._own, stop, first_after=self.cfg.interval)))
+            own = asyncio.create_task(self._loop(self._own, stop, first_after=self.cfg.interval))
         await stop.wait()
         log.info(
             "collector stopping: no more pulls, flushing queues",
             extra={"deadline": self.cfg.shutdown_timeout},
         )
+        loops = [*self._loops.values(), *([own] if own is not None else []), *self._retiring]
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+        self._loops.clear()
         if self._own is not None:
             await self._own.cycle()  # the final counts, flushed with the rest
         await self._flush()
         await self.close()
+
+    # -- live changes -------------------------------------------------------------------------------
+    async def reconfigure(self, cfg: Config) -> ReloadReport:
+        """Apply a new config while running: clusters added start within a cycle, changed ones restart on
+        their queues (nothing queued is lost), removed ones are retired (see `_retire`).
+
+        Only `clusters` (and the generators' `alerts`, `grafana`) change live; a change anywhere else
+        (central, queue, interval, relabel_configs, listen, ...) raises ConfigError naming the keys, and the
+        running config stays.
+        """
+        require_service_config(cfg)
+        live = {"clusters", "alerts", "grafana"}
+        old, new = self.cfg.model_dump(exclude=live), cfg.model_dump(exclude=live)
+        fixed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        if fixed:
+            raise ConfigError([f"{key}: changed, and only a restart applies it (clusters change live)" for key in fixed])
+        before = {c.name: c for c in self.cfg.clusters}
+        after = {c.name: c for c in cfg.clusters}
+        report = ReloadReport(
+            added=sorted(after.keys() - before.keys()),
+            removed=sorted(before.keys() - after.keys()),
+            changed=sorted(n for n in before.keys() & after.keys() if before[n] != after[n]),
+        )
+        self.cfg = cfg
+        self._centre.cfg = cfg
+        for name in report.changed:
+            await self._close_cluster(name)  # queues closed, not drained: the new pipelines reopen them
+        for name in report.removed:
+            self._retire(name)
+        for name in [*report.changed, *report.added]:
+            self._open_cluster(after[name])
+        if report.added or report.changed or report.removed:
+            log.info("fleet changed", extra={"added": report.added, "changed": report.changed, "removed": report.removed})
+        return report
+
+    def _keys(self, cluster: str) -> list[Key]:
+        return [key for key in self.pipelines if key[0] == cluster and self.pipelines[key] is not self._own]
+
+    async def _close_cluster(self, cluster: str) -> None:
+        """Stop the cluster's loops and deliveries and close its pipelines and queues (what is queued stays)."""
+        for key in self._keys(cluster):
+            loop = self._loops.pop(key, None)
+            if loop is not None:
+                loop.cancel()
+                await asyncio.gather(loop, return_exceptions=True)
+            drain = self._drains.pop(key)
+            drain.stop.set()
+            if drain.task is not None:
+                await asyncio.gather(drain.task, return_exceptions=True)
+            pipeline = self.pipelines.pop(key)
+            await pipeline.close()
+            pipeline.queue.close()
+
+    def _retire(self, cluster: str) -> None:
+        """The cluster left the fleet: stop pulling it, queue its staleness markers (where the protocol
+        allows), let its queues drain for up to `removal_grace`, then delete them and its cursors."""
+        self._retiring.add(task := asyncio.create_task(self._retire_after(cluster)))
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire_after(self, cluster: str) -> None:
+        keys = self._keys(cluster)
+        for key in keys:
+            loop = self._loops.pop(key, None)
+            if loop is not None:
+                loop.cancel()
+                await asyncio.gather(loop, return_exceptions=True)
+            await self.pipelines[key].retire()
+        deadline = time.monotonic() + self.cfg.removal_grace
+        # polled: an ack has no event to wait on, and once a second is plenty for a drain of minutes
+        while time.monotonic() < deadline and any(self.pipelines[k].queue.stats().records for k in keys):  # noqa: ASYNC110
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        left = {_name(k): self.pipelines[k].queue.stats().records for k in keys}
+        await self._close_cluster(cluster)
+        removed = remove_cluster_state(self.cfg.data_dir, cluster)
+        log.info(
+            "cluster retired: pulling stopped, queues drained and removed",
+            extra={"cluster": cluster, "records_left": left, "removed": removed},
+        )
 
     async def _loop(self, pipeline: Pipeline, stop: asyncio.Event, *, first_after: float = 0.0) -> None:
         interval = self.cfg.interval
@@ -244,13 +348,13 @@ class Collector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
-    async def _supervise(self, key: Key, delivery: Delivery) -> None:
+    async def _supervise(self, key: Key, drain: _Drain) -> None:
         """Keep a delivery running: a QueueError (disk trouble) ends `run()`; start it again once the
         disk may have recovered, instead of leaving the queue undrained until a restart."""
         backoff = _RESTART_BACKOFF
-        while not self._stop_deliveries.is_set():
+        while not drain.stop.is_set():
             try:
-                await delivery.run(self._stop_deliveries)
+                await drain.delivery.run(drain.stop)
                 return
             except QueueError as exc:
                 log.error(
@@ -258,12 +362,13 @@ class Collector:
                     extra={"queue": _name(key), "error": str(exc), "retry_in": backoff},
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_deliveries.wait(), backoff)
+                await asyncio.wait_for(drain.stop.wait(), backoff)
             backoff = min(backoff * 2, _RESTART_BACKOFF_MAX)
 
     async def _flush(self) -> None:
         deadline = time.monotonic() + self.cfg.shutdown_timeout
-        self._stop_deliveries.set()
+        for drain in self._drains.values():
+            drain.stop.set()
         for drain in self._drains.values():
             if drain.task is not None:
                 with contextlib.suppress(Exception):

@@ -350,6 +350,9 @@ class Config(ConfigModel):
     """Thresholds and `for`s of the rules `observe rules` generates."""
     shutdown_timeout: Duration = 20.0
     """How long SIGTERM waits for the queues to drain."""
+    removal_grace: Duration = 600.0
+    """How long the queues of a cluster removed from the fleet (a reload, discovery) keep draining before
+    they and its cursors are deleted."""
 
     @field_validator("cluster_label")
     @classmethod

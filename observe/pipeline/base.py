@@ -108,6 +108,11 @@ class Pipeline(Protocol):
         """This pipeline's section of `/status` (no secrets: URLs through `observe.http.safe_url`)."""
         ...
 
+    async def retire(self) -> None:
+        """The cluster left the fleet: queue what tells the centre its series ended (staleness markers,
+        where the signal has them); no more cycles follow."""
+        ...
+
     async def close(self) -> None:
         """Release sessions and files (the queue is closed by the collector, after the last flush)."""
         ...

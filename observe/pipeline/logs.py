@@ -176,6 +176,9 @@ class LogsPipeline:
             "backpressure": last.backpressure,
         }
 
+    async def retire(self) -> None:
+        """Nothing to send: log streams have no staleness marker."""
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -32,6 +32,7 @@ from observe.pipeline.base import (
 from observe.queue.durable import DurableQueue
 from observe.sources.prometheus_federate import PrometheusFederateSource
 from observe.telemetry import Telemetry
+from observe.transform.normalize import Normalizer
 from observe.transform.series_cache import SeriesCache
 
 __all__ = ["MetricsOutcome", "MetricsPipeline"]
@@ -45,7 +46,12 @@ class MetricsOutcome(Outcome):
     bad_lines: int = 0
 
     def figures(self) -> dict[str, int | float | None]:
-        return {"series": self.series, "samples": self.samples, "stale": self.stale, "bad lines": self.bad_lines}
+        return {
+            "series": self.series,
+            "samples": self.samples,
+            "stale": self.stale,
+            "bad lines": self.bad_lines,
+        }
 
 
 class MetricsPipeline:
@@ -80,22 +86,44 @@ class MetricsPipeline:
     @classmethod
     def open(cls, cfg: Config, cluster: ClusterConfig, *, telemetry: Telemetry, sink: str) -> MetricsPipeline:
         """The pipeline as the service runs it: its own session, its queue (replaying what is left)."""
+        assert cluster.prometheus is not None
+        queue = open_queue(
+            cfg, cluster.name, METRICS, telemetry, max_age=cfg.queue.max_age, fsync=cfg.queue.fsync
+        )
+        telemetry.init_metrics(cluster.name, source=cls.source, sink=sink)
+        telemetry.pulled_with(cluster.name, "federate")
+        session = new_session(cluster.prometheus)
+        pipeline = cls.over(cfg, cluster, telemetry=telemetry, queue=queue, session=session)
+        pipeline._session = session  # owned: closed with the pipeline
+        return pipeline
+
+    @classmethod
+    def over(
+        cls,
+        cfg: Config,
+        cluster: ClusterConfig,
+        *,
+        telemetry: Telemetry,
+        queue: DurableQueue,
+        session: aiohttp.ClientSession,
+        normalizer: Normalizer | None = None,
+    ) -> MetricsPipeline:
+        """Federation over a queue and session someone else owns (remote-read's fallback shares its own)."""
         prom = cluster.prometheus
         assert prom is not None
         name = cluster.name
-        session = new_session(prom)
         cache = SeriesCache(
-            build_normalizer(cfg, cluster, telemetry),
+            normalizer or build_normalizer(cfg, cluster, telemetry),
             max_samples_per_send=max_samples_per_record(cfg),
             on_bad_line=lambda lineno, message: telemetry.exposition_error(name, lineno, message),
         )
-        queue = open_queue(cfg, name, METRICS, telemetry, max_age=cfg.queue.max_age, fsync=cfg.queue.fsync)
-        telemetry.init_metrics(name, source=cls.source, sink=sink)
-        telemetry.pulled_with(name, "federate")
         return cls(
-            name, source=PrometheusFederateSource(name, prom, session), cache=cache, queue=queue,
-            telemetry=telemetry, session=session,
-        )  # fmt: skip
+            name,
+            source=PrometheusFederateSource(name, prom, session),
+            cache=cache,
+            queue=queue,
+            telemetry=telemetry,
+        )
 
     @property
     def last(self) -> MetricsOutcome:
@@ -160,7 +188,12 @@ class MetricsPipeline:
             "bad_lines_last_cycle": last.bad_lines,
         }
 
+    async def retire(self) -> None:
+        """Every series of the last cycle goes stale now, as when Prometheus drops a target."""
+        batch = self.cache.fail(int(time.time() * 1000))
+        self._append(batch.payloads)
+        self.telemetry.metrics_unreachable(self.cluster, stale=batch.stale)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-

@@ -85,5 +85,8 @@ class OwnMetricsPipeline:
     def status(self) -> dict[str, object]:
         return {**self._last.status(), "series": self._series}
 
+    async def retire(self) -> None:
+        """The collector's own metrics never leave the fleet."""
+
     async def close(self) -> None:
         """Nothing held but the queue, which the collector closes."""

@@ -49,9 +49,14 @@ from observe.pipeline.base import (
     open_queue,
 )
 from observe.pipeline.metrics import MetricsOutcome, MetricsPipeline
-from observe.protocol.remote_write import compress, encode_labels, encode_series_samples, encode_write_request
+from observe.protocol.remote_write import (
+    compress,
+    encode_labels,
+    encode_series_samples,
+    encode_stale_series,
+    encode_write_request,
+)
 from observe.queue.durable import DurableQueue
-from observe.sources.prometheus_federate import PrometheusFederateSource
 from observe.sources.prometheus_remote_read import (
     PrometheusRemoteReadSource,
     ReadResult,
@@ -61,7 +66,6 @@ from observe.sources.prometheus_remote_read import (
 from observe.sources.read_cursor import ReadCursor
 from observe.telemetry import Telemetry
 from observe.transform.normalize import Normalizer
-from observe.transform.series_cache import SeriesCache
 
 __all__ = ["RemoteReadOutcome", "RemoteReadPipeline"]
 
@@ -127,6 +131,7 @@ class RemoteReadPipeline:
         self._window_ms = int(self.read_cfg.max_window * 1000)
         self._position: int | None = None  # the cursor, once loaded
         self._labels: dict[Labels, bytes] = {}
+        self._newest: dict[bytes, int] = {}  # encoded labels -> newest timestamp sent, for `retire`
         self._last: MetricsOutcome = RemoteReadOutcome()
 
     @classmethod
@@ -134,7 +139,9 @@ class RemoteReadPipeline:
         return cluster.prometheus is not None and cluster.prometheus.protocol != "federate"
 
     @classmethod
-    def open(cls, cfg: Config, cluster: ClusterConfig, *, telemetry: Telemetry, sink: str) -> RemoteReadPipeline:
+    def open(
+        cls, cfg: Config, cluster: ClusterConfig, *, telemetry: Telemetry, sink: str
+    ) -> RemoteReadPipeline:
         prom = cluster.prometheus
         assert prom is not None
         name = cluster.name
@@ -146,12 +153,9 @@ class RemoteReadPipeline:
         telemetry.init_remote_read(name)
 
         def fallback() -> MetricsPipeline:
-            cache = SeriesCache(
-                normalizer, max_samples_per_send=max_samples_per_record(cfg),
-                on_bad_line=lambda lineno, message: telemetry.exposition_error(name, lineno, message),
-            )  # fmt: skip
-            source = PrometheusFederateSource(name, prom, session)
-            return MetricsPipeline(name, source=source, cache=cache, queue=queue, telemetry=telemetry)
+            return MetricsPipeline.over(
+                cfg, cluster, telemetry=telemetry, queue=queue, session=session, normalizer=normalizer
+            )
 
         return cls(
             cfg, cluster, sources=sources, normalizer=normalizer, queue=queue, telemetry=telemetry,
@@ -220,7 +224,10 @@ class RemoteReadPipeline:
             # the disk under the queue or the cursor failed: nothing lost (the cursor did not move past what
             # is queued); the next cycle reads the window again
             result.error, result.reason = str(exc), "queue"
-            log.error("remote-read cycle stopped: queue or cursor write failed", extra={"cluster": self.cluster, "error": str(exc)})
+            log.error(
+                "remote-read cycle stopped: queue or cursor write failed",
+                extra={"cluster": self.cluster, "error": str(exc)},
+            )
         result.duration = time.monotonic() - started
         result.finished_at = self.clock()
         result.lag_seconds = max(0.0, now - position / 1000)
@@ -231,7 +238,9 @@ class RemoteReadPipeline:
             self.cluster, lag=result.lag_seconds, backlog=result.backlog_seconds
         )
         if result.ok:
-            self.telemetry.pull_succeeded(self.cluster, self.source, duration=result.duration, at=result.finished_at)
+            self.telemetry.pull_succeeded(
+                self.cluster, self.source, duration=result.duration, at=result.finished_at
+            )
             self.telemetry.metrics_pulled(
                 self.cluster, series=result.series, queued=result.samples - result.stale, stale=result.stale,
                 relabel_dropped=0,
@@ -295,7 +304,11 @@ class RemoteReadPipeline:
 
     def _failed(self, result: RemoteReadOutcome, started: float, exc: SourceError) -> None:
         self.telemetry.pull_failed(
-            self.cluster, self.source, duration=time.monotonic() - started, reason=exc.reason, message=str(exc)
+            self.cluster,
+            self.source,
+            duration=time.monotonic() - started,
+            reason=exc.reason,
+            message=str(exc),
         )
         self.telemetry.metrics_unreachable(self.cluster, stale=0)  # no invented markers: see the docstring
 
@@ -316,7 +329,9 @@ class RemoteReadPipeline:
     def _queue_window(self, read: ReadResult, result: RemoteReadOutcome) -> None:
         """Encode the window's series and append them as groups: each series in one record per group."""
         max_samples = self.max_samples
-        layers: list[list[tuple[bytes, int]]] = [[]]  # layer i: the i-th piece of each series too long for one
+        layers: list[list[tuple[bytes, int]]] = [
+            []
+        ]  # layer i: the i-th piece of each series too long for one
         stale = samples = series = 0
         for labels, points in read.series:
             label_bytes = self._encoded(labels)
@@ -329,6 +344,7 @@ class RemoteReadPipeline:
                 if i // max_samples == len(layers):
                     layers.append([])
                 piece = points[i : i + max_samples]
+                self._newest[label_bytes] = piece[-1][1]
                 layers[i // max_samples].append((encode_series_samples(label_bytes, piece), len(piece)))
         for layer in layers:  # one group each: a later piece of a series waits for the earlier one's ack
             append_cycle(self.queue, _records(layer, max_samples))
@@ -373,6 +389,19 @@ class RemoteReadPipeline:
             "lag_seconds": None if lag is None else round(lag, 3),
             "backlog_seconds": round(backlog, 3),
         }
+
+    async def retire(self) -> None:
+        """The cluster left the fleet: no backfill will follow, so a staleness marker at "now" (after each
+        series' newest sample) is safe here, and ends every series at the centre at once."""
+        if self._federate is not None:
+            await self._federate.retire()
+            return
+        now_ms = int(self.clock() * 1000)
+        series = [encode_stale_series(lb, max(now_ms, ts + 1)) for lb, ts in self._newest.items()]
+        for i in range(0, len(series), self.max_samples):
+            append_cycle(self.queue, _records([(s, 1) for s in series[i : i + self.max_samples]], self.max_samples))
+        self.telemetry.metrics_unreachable(self.cluster, stale=len(series))
+        self._newest.clear()
 
     async def close(self) -> None:
         if self._session is not None:
