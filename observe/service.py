@@ -24,7 +24,7 @@ from prometheus_client import generate_latest
 
 from observe import __version__
 from observe.config import ClusterConfig, Config, require_service_config
-from observe.errors import ConfigError, QueueError
+from observe.errors import ConfigError, ObserveError, QueueError
 from observe.model import LOGS, METRICS, Signal
 from observe.pipeline import KINDS, Key, Outcome, Pipeline
 from observe.pipeline.centre import Centre
@@ -105,7 +105,7 @@ class Collector:
         self._http: StatusServer | None = None
         self._run_stop: asyncio.Event | None = None  # set while `run()` runs: new pipelines get loops
         self._loops: dict[Key, asyncio.Task[None]] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: dict[str, asyncio.Task[None]] = {}  # cluster -> its retirement (drain, then delete)
 
     # -- wiring -----------------------------------------------------------------------------------
     def _add(self, pipeline: Pipeline) -> None:
@@ -240,7 +240,7 @@ class Collector:
             "collector stopping: no more pulls, flushing queues",
             extra={"deadline": self.cfg.shutdown_timeout},
         )
-        loops = [*self._loops.values(), *([own] if own is not None else []), *self._retiring]
+        loops = [*self._loops.values(), *([own] if own is not None else []), *self._retiring.values()]
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -274,12 +274,20 @@ class Collector:
         )
         self.cfg = cfg
         self._centre.cfg = cfg
+        for name in report.added:
+            if (retiring := self._retiring.pop(name, None)) is not None:  # back before its queues were deleted
+                retiring.cancel()
+                await asyncio.gather(retiring, return_exceptions=True)
+                await self._close_cluster(name)  # its queues stay and are reopened below
         for name in report.changed:
             await self._close_cluster(name)  # queues closed, not drained: the new pipelines reopen them
         for name in report.removed:
             self._retire(name)
         for name in [*report.changed, *report.added]:
-            self._open_cluster(after[name])
+            try:
+                self._open_cluster(after[name])
+            except ObserveError as exc:  # its TLS files, its queue's disk: this cluster waits, the others go on
+                log.error("cluster could not be started", extra={"cluster": name, "error": str(exc)})
         if report.added or report.changed or report.removed:
             log.info("fleet changed", extra={"added": report.added, "changed": report.changed, "removed": report.removed})
         return report
@@ -305,8 +313,8 @@ class Collector:
     def _retire(self, cluster: str) -> None:
         """The cluster left the fleet: stop pulling it, queue its staleness markers (where the protocol
         allows), let its queues drain for up to `removal_grace`, then delete them and its cursors."""
-        self._retiring.add(task := asyncio.create_task(self._retire_after(cluster)))
-        task.add_done_callback(self._retiring.discard)
+        task = self._retiring[cluster] = asyncio.create_task(self._retire_after(cluster))
+        task.add_done_callback(lambda t: self._retiring.pop(cluster, None) if self._retiring.get(cluster) is t else None)
 
     async def _retire_after(self, cluster: str) -> None:
         keys = self._keys(cluster)

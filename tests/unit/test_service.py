@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from observe.config import parse_config
-from observe.errors import QueueError
+from observe.errors import ConfigError, QueueError
 from observe.model import LOGS
 from observe.queue.durable import DurableQueue
 from observe.service import Collector
@@ -162,3 +162,31 @@ async def test_status_document_has_one_section_per_pipeline_and_every_queue(
     assert doc["clusters"]["a"]["prometheus"]["series"] == 2
     assert set(doc["queues"]) == {"a/metrics", "management/metrics"}
     assert doc["sink"] == {"kind": "local_store"} and doc["logs_sink"] is None
+
+
+async def test_a_cluster_removed_and_added_back_before_its_queue_is_deleted_keeps_its_queue(
+    tmp_path: Path, source: TestServer
+) -> None:
+    cfg = config(tmp_path, source, removal_grace="30s")
+    collector = Collector(cfg, serve_http=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if collector.ready:
+                break
+        second = {**cfg.clusters[0].model_dump(), "name": "b"}
+        with_b = parse_config({**cfg.model_dump(mode="json"), "clusters": [cfg.clusters[0].model_dump(mode="json"), second]})
+        report = await collector.reconfigure(with_b)
+        assert report.added == ["b"] and ("b", "metrics") in collector.pipelines
+        without_a = parse_config({**with_b.model_dump(mode="json"), "clusters": [second]})
+        assert (await collector.reconfigure(without_a)).removed == ["a"]
+        back = await collector.reconfigure(with_b)  # a is back while its retirement waits out the grace
+        assert back.added == ["a"] and ("a", "metrics") in collector.pipelines
+        assert (tmp_path / "data" / "queue" / "a" / "metrics").is_dir()
+        with pytest.raises(ConfigError, match=r"interval: changed, and only a restart applies it"):
+            await collector.reconfigure(parse_config({**with_b.model_dump(mode="json"), "interval": "3s"}))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
