@@ -65,6 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("-c", "--config", required=True, type=Path)
     rules.add_argument("-o", "--output", required=True, type=Path)
 
+    rbac = sub.add_parser(
+        "rbac",
+        help="generate least-privilege RBAC and a kubeconfig for each cluster reached through its API server",
+    )
+    rbac.add_argument("-c", "--config", required=True, type=Path)
+    rbac.add_argument("-o", "--output", required=True, type=Path)
+    rbac.add_argument(
+        "--service-account", default="observe-reader", help="in each workload cluster (default: %(default)s)"
+    )
+    rbac.add_argument("--namespace", default="observe", help="of --service-account (default: %(default)s)")
+    rbac.add_argument(
+        "--collector-service-account", default="observe",
+        help="the collector's, bound to discovery's Role in the management cluster (default: %(default)s)",
+    )  # fmt: skip
+    rbac.add_argument("--collector-namespace", default="observe", help="its namespace (default: %(default)s)")
+
     report = sub.add_parser("report", help="answers read back from the centre or the embedded store")
     reports = report.add_subparsers(dest="report", required=True, metavar="REPORT")
     failover = reports.add_parser(
@@ -127,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "dashboards":
             return _dashboards(load_config(args.config), args.output, upload=args.upload, console=console)
+        if args.command == "rbac":
+            return _rbac(args, console=console)
         if args.command == "report":
             return _report(args, console=console)
         if args.command == "config":
@@ -234,6 +252,27 @@ def _dashboards(cfg: Config, output: Path, *, upload: bool, console: Console) ->
         )
         for warning in report.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return EXIT_OK
+
+
+def _rbac(args: argparse.Namespace, *, console: Console) -> int:
+    from observe.generate.rbac import Identity, cluster_access, write_rbac
+
+    try:
+        identity = Identity(args.service_account, args.namespace, args.collector_service_account,
+                            args.collector_namespace)  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(f"observe rbac: {exc}") from None
+    cfg = load_config(args.config)
+    paths = write_rbac(cfg, args.output, identity)
+    table = Table("cluster", "namespace", "service proxy segment", "verbs", "pin_pod")
+    for access in cluster_access(cfg):
+        for s in access.services:
+            table.add_row(
+                access.cluster, s.ref.namespace, s.ref.segment(), ", ".join(s.verbs), "yes" * s.pin_pod
+            )
+    console.print(table)
+    console.print(f"wrote {len(paths)} files under {args.output}")
     return EXIT_OK
 
 

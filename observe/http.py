@@ -13,6 +13,11 @@ timeouts and error translation are decided once:
         bad_response   the body was cut short (ClientPayloadError) or the reply was not valid HTTP
         auth           the bearer token or password file cannot be read
 
+Credentials that are not a file or an environment variable (a kubeconfig user: an inline token, a client
+certificate, an exec credential plugin; observe/kube/credentials.py) come in through the `Credentials`
+protocol: `fetch` asks it for a `RequestAuth` on every request, and after a 401 lets it drop what it
+cached and tries once more, within the same deadline.
+
 An HTTP error status is *not* a TransportError: `fetch` returns it, and the caller decides what a 401
 or a 503 means for its protocol (`parse_retry_after` and `body_snippet` read such a reply the same way
 for every caller). No message carries a secret: secret values are scrubbed from every
@@ -28,15 +33,15 @@ import os
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from observe import __version__
-from observe.config import HTTPClientConfig, TLSConfig
+from observe.config import HTTPClientOptions, TLSConfig
 from observe.errors import ConfigError, ObserveError
 from observe.reasons import (
     FAIL_AUTH,
@@ -49,6 +54,8 @@ from observe.reasons import (
 from observe.units import format_duration, format_size
 
 __all__ = [
+    "Credentials",
+    "RequestAuth",
     "Response",
     "TransportError",
     "auth_headers",
@@ -88,6 +95,34 @@ class TransportError(ObserveError):
     def __init__(self, message: str, *, reason: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAuth:
+    """What one request authenticates with: headers (`Authorization`), and TLS towards the server when the
+    credentials include a client certificate or their own CA (None: the session's)."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ssl: ssl.SSLContext | None = None
+    server_name: str | None = None  # verify the server's certificate against this name (SNI too)
+
+
+class Credentials(Protocol):
+    """Credentials obtained per request, possibly by running something (an exec plugin) and cached."""
+
+    async def request_auth(self) -> RequestAuth:
+        """The current credentials; raises ConfigError (naming their origin, never a value) when there are
+        none to be had."""
+        ...
+
+    def expire(self) -> bool:
+        """The server answered 401: drop what is cached. True when asking again may give other credentials
+        (an exec plugin runs again), so the request is worth one more try."""
+        ...
+
+    def secrets(self) -> list[str]:
+        """The secret values currently in use, to scrub from messages."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +170,7 @@ def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext | bool:
     return ctx
 
 
-def auth_headers(cfg: HTTPClientConfig) -> dict[str, str]:
+def auth_headers(cfg: HTTPClientOptions) -> dict[str, str]:
     """`Authorization` from the bearer token or basic auth, read now (a rotated token file is picked up).
 
     Raises ConfigError when the secret cannot be read (its message names only the secret's origin).
@@ -151,9 +186,10 @@ def auth_headers(cfg: HTTPClientConfig) -> dict[str, str]:
     return {}
 
 
-def redact(text: str, cfg: HTTPClientConfig) -> str:
-    """`text` with the current secret values of `cfg` (and their Authorization forms) replaced."""
-    secrets: list[str] = []
+def redact(text: str, cfg: HTTPClientOptions, credentials: Credentials | None = None) -> str:
+    """`text` with the current secret values of `cfg` and `credentials` (and their Authorization forms)
+    replaced."""
+    secrets: list[str] = list(credentials.secrets()) if credentials is not None else []
     try:
         secrets.extend(auth_headers(cfg).values())
         token = cfg.bearer_token()
@@ -205,7 +241,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - now)
 
 
-def new_session(cfg: HTTPClientConfig, *, limit: int = 4) -> aiohttp.ClientSession:
+def new_session(cfg: HTTPClientOptions, *, limit: int = 4) -> aiohttp.ClientSession:
     """A session for one server described by `cfg`; call from a coroutine, close with `await s.close()`.
 
     `limit` caps concurrent connections. Proxies from the environment are ignored (trust_env=False):
@@ -228,29 +264,68 @@ async def fetch(
     method: str,
     url: str | URL,
     *,
-    cfg: HTTPClientConfig,
+    cfg: HTTPClientOptions,
     max_bytes: int,
     headers: Mapping[str, str] | None = None,
     params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
     data: bytes | None = None,
+    credentials: Credentials | None = None,
 ) -> Response:
     """One request with `cfg`'s auth, headers, TLS server name and timeout; the body capped at `max_bytes`.
 
     Returns any HTTP status; raises TransportError (see the module docstring) when there is no usable
-    response. Header precedence: `cfg.headers`, then auth, then `headers`.
+    response. Header precedence: `cfg.headers`, then auth, then `headers`. With `credentials` the auth is
+    theirs, not `cfg`'s; a 401 is tried once more when they say new ones may help, and both tries share
+    `cfg.timeout`: a deadline is per request, whatever happens inside it.
     """
     target = URL(url) if isinstance(url, str) else url
     where = f"{method} {safe_url(target)}"
-    try:
-        auth = auth_headers(cfg)
-    except ConfigError as exc:
-        raise TransportError(f"{where}: {exc}", reason=FAIL_AUTH) from exc
-    if auth and target.user is not None:
+    deadline = time.monotonic() + cfg.timeout
+    for attempt in range(2):  # at most one retry, after a 401 with credentials that may change
+        try:
+            auth = await credentials.request_auth() if credentials is not None else RequestAuth(auth_headers(cfg))
+        except ConfigError as exc:
+            raise TransportError(redact(f"{where}: {exc}", cfg, credentials), reason=FAIL_AUTH) from exc
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TransportError(
+                f"{where}: no complete answer within the timeout of {format_duration(cfg.timeout)} "
+                "(obtaining credentials took it all)",
+                reason=FAIL_TIMEOUT,
+            )
+        resp = await _fetch_once(
+            session, method, target, where, cfg=cfg, auth=auth, max_bytes=max_bytes, headers=headers,
+            params=params, data=data, seconds=remaining, credentials=credentials,
+        )  # fmt: skip
+        if resp.status != 401 or credentials is None or attempt or not credentials.expire():
+            return resp
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def _fetch_once(
+    session: aiohttp.ClientSession,
+    method: str,
+    target: URL,
+    where: str,
+    *,
+    cfg: HTTPClientOptions,
+    auth: RequestAuth,
+    max_bytes: int,
+    headers: Mapping[str, str] | None,
+    params: Sequence[tuple[str, str]] | Mapping[str, str] | None,
+    data: bytes | None,
+    seconds: float,  # what is left of the request's deadline
+    credentials: Credentials | None,
+) -> Response:
+    if auth.headers and target.user is not None:
         target = target.with_user(None)  # the configured credentials win (aiohttp refuses both)
-    merged = {**cfg.headers, **auth, **(headers or {})}
+    merged = {**cfg.headers, **auth.headers, **(headers or {})}
     extra: dict[str, Any] = {}
-    if cfg.tls.server_name:
-        extra["server_hostname"] = cfg.tls.server_name
+    server_name = auth.server_name or cfg.tls.server_name
+    if server_name:
+        extra["server_hostname"] = server_name
+    if auth.ssl is not None and target.scheme == "https":
+        extra["ssl"] = auth.ssl  # per request: a client certificate from an exec plugin changes
     try:
         async with session.request(
             method,
@@ -258,7 +333,7 @@ async def fetch(
             headers=merged,
             params=params,
             data=data,
-            timeout=aiohttp.ClientTimeout(total=cfg.timeout),
+            timeout=aiohttp.ClientTimeout(total=seconds),
             **extra,
         ) as resp:
             encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
@@ -296,14 +371,14 @@ async def fetch(
     except TransportError:
         raise
     except Exception as exc:  # translated below; anything else is re-raised untouched
-        translated = _translate(exc, where, cfg, https=target.scheme == "https")
+        translated = _translate(exc, where, cfg, https=target.scheme == "https", credentials=credentials)
         if translated is None:
             raise
         raise translated from exc
 
 
 def _translate(
-    exc: BaseException, where: str, cfg: HTTPClientConfig, *, https: bool
+    exc: BaseException, where: str, cfg: HTTPClientOptions, *, https: bool, credentials: Credentials | None = None
 ) -> TransportError | None:
     """The TransportError for a third-party exception, or None for one that is not ours to translate."""
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError, and aiohttp's Server/ConnectionTimeoutError
@@ -314,16 +389,16 @@ def _translate(
     tls_error = _tls_cause(exc)
     if tls_error is not None:
         return TransportError(
-            redact(f"{where}: TLS failed: {_tls_reason(tls_error, cfg.tls)}", cfg), reason=FAIL_TLS
+            redact(f"{where}: TLS failed: {_tls_reason(tls_error, cfg.tls)}", cfg, credentials), reason=FAIL_TLS
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TransportError(
-            redact(f"{where}: the response body was cut short or malformed: {_first_line(exc)}", cfg),
+            redact(f"{where}: the response body was cut short or malformed: {_first_line(exc)}", cfg, credentials),
             reason=FAIL_BAD_RESPONSE,
         )
     if isinstance(exc, aiohttp.ClientResponseError):  # not valid HTTP, or too many redirects
         return TransportError(
-            redact(f"{where}: bad HTTP response: {exc.message}", cfg), reason=FAIL_BAD_RESPONSE
+            redact(f"{where}: bad HTTP response: {exc.message}", cfg, credentials), reason=FAIL_BAD_RESPONSE
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return TransportError(
@@ -347,7 +422,7 @@ def _translate(
     if isinstance(exc, aiohttp.InvalidURL):
         return TransportError(f"{where}: not a usable URL", reason=FAIL_UNREACHABLE)
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return TransportError(redact(f"{where}: {_first_line(exc)}", cfg), reason=FAIL_UNREACHABLE)
+        return TransportError(redact(f"{where}: {_first_line(exc)}", cfg, credentials), reason=FAIL_UNREACHABLE)
     return None
 
 

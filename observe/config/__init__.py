@@ -1,7 +1,7 @@
 """The config model: one YAML file describes the fleet, read by the service and the generators alike.
 
     types.py        the shared value types: ConfigModel (strict, frozen), Duration, Size, HttpUrl
-    http_client.py  how to reach one HTTP server: HTTPClientConfig, BasicAuth, TLSConfig
+    http_client.py  how to reach one HTTP server: HTTPClientConfig (HTTPClientOptions + url), BasicAuth, TLSConfig
     fleet.py        Config, the clusters and their sources, the central sinks, queue and logs
     alerts.py       the generators' settings: GrafanaConfig, AlertsConfig
     loader.py       load_config / parse_config: YAML, `${VAR}`, validation, cross-field and service checks
@@ -15,6 +15,7 @@ from observe.config.fleet import (
     CentralConfig,
     ClusterConfig,
     Config,
+    KubernetesConfig,
     LogsConfig,
     LokiPushConfig,
     LokiSourceConfig,
@@ -25,7 +26,7 @@ from observe.config.fleet import (
     RemoteReadConfig,
     RemoteWriteConfig,
 )
-from observe.config.http_client import BasicAuth, HTTPClientConfig, TLSConfig
+from observe.config.http_client import BasicAuth, HTTPClientConfig, HTTPClientOptions, TLSConfig
 from observe.config.loader import load_config, parse_config, require_service_config, service_problems
 from observe.config.types import LABEL_NAME, Duration, HttpUrl, Size
 
@@ -39,7 +40,9 @@ __all__ = [
     "Duration",
     "GrafanaConfig",
     "HTTPClientConfig",
+    "HTTPClientOptions",
     "HttpUrl",
+    "KubernetesConfig",
     "LogsConfig",
     "LokiPushConfig",
     "LokiSourceConfig",

@@ -15,13 +15,77 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from observe.config.alerts import AlertsConfig, GrafanaConfig
-from observe.config.http_client import HTTPClientConfig
+from observe.config.http_client import HTTPClientConfig, HTTPClientOptions, TLSConfig
 from observe.config.types import LABEL_NAME, ConfigModel, Duration, HttpUrl, Size
+from observe.kube.service_ref import Scheme, ServiceRef
 from observe.protocol.series_selector import parse_selector
 from observe.transform.relabel import RelabelConfig
 from observe.units import format_duration, parse_duration
 
 PullProtocol = Literal["auto", "remote_read", "federate"]
+
+
+class KubernetesConfig(ConfigModel):
+    """How to reach the cluster's Kubernetes API server, whose service proxy carries every `service:` source
+    (observe/kube/): a kubeconfig file and context, or `api_server` with a bearer token and TLS settings."""
+
+    kubeconfig: Path | None = None
+    """A kubeconfig file: its context's cluster (server, CA) and user (token, tokenFile, client certificate,
+    exec credential plugin) are used. Read when the collector starts."""
+    context: str | None = None
+    """The kubeconfig context to use (default: its `current-context`)."""
+    api_server: HttpUrl | None = None
+    """The API server's URL, instead of a kubeconfig; a path prefix is kept (Rancher's
+    `/k8s/clusters/<id>`, Karmada's `.../clusters/<name>/proxy`)."""
+    bearer_token_file: Path | None = None
+    """With `api_server`: a file holding the bearer token, re-read when it changes."""
+    bearer_token_env: str | None = None
+    """With `api_server`: an environment variable holding the bearer token."""
+    tls: TLSConfig = TLSConfig()
+    """With `api_server`: TLS towards the API server. Takes the `tls.*` keys of an HTTP client."""
+    # 20s: the API server's own calls (endpoints) are quick; a proxied request has its source's timeout,
+    # since the API server's --request-timeout does not bound proxied (long-running) requests.
+    timeout: Duration = 20.0
+    """Per request to the API server itself (endpoints of a `pin_pod` service), and per run of an exec
+    credential plugin. A proxied request has its source's own `timeout`."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> KubernetesConfig:
+        if (self.kubeconfig is None) == (self.api_server is None):
+            raise ValueError("give exactly one of kubeconfig or api_server")
+        if self.kubeconfig is not None:
+            given = [k for k in ("bearer_token_file", "bearer_token_env", "tls") if k in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: with kubeconfig the credentials and TLS settings come from the "
+                    "kubeconfig's context; these go with api_server"
+                )
+        if self.context is not None and self.kubeconfig is None:
+            raise ValueError("context needs kubeconfig")
+        if self.bearer_token_file is not None and self.bearer_token_env is not None:
+            raise ValueError("give at most one of bearer_token_file or bearer_token_env")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return self
+
+
+def _service_ref(value: str | None, scheme: Scheme) -> ServiceRef | None:
+    return None if value is None else ServiceRef.parse(value, scheme=scheme)
+
+
+def _check_target(src: HTTPClientOptions, url: str | None, service: str | None) -> None:
+    """`url` xor `service`; a `service:` source takes no credentials or TLS of its own."""
+    if (url is None) == (service is None):
+        raise ValueError("give exactly one of url or service")
+    if service is None:
+        extra = [k for k in ("scheme", "pin_pod") if k in src.model_fields_set]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: only with service")
+    elif src.has_own_auth():
+        raise ValueError(
+            "service: the API server proxy takes the cluster's kubernetes credentials; bearer_token_*, "
+            "basic_auth and tls are not used (the backend never sees them): remove them"
+        )
 
 
 class RemoteReadConfig(ConfigModel):
@@ -62,8 +126,20 @@ class RemoteReadConfig(ConfigModel):
         return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
 
 
-class PrometheusSourceConfig(HTTPClientConfig):
+class PrometheusSourceConfig(HTTPClientOptions):
     """A cluster's Prometheus: raw samples through remote-read, or the newest ones through `/federate`."""
+
+    url: HttpUrl | None = None
+    """The Prometheus' base URL (http or https); a path prefix is kept. Give this or `service`."""
+    service: str | None = None
+    """`namespace/name[:port]` of the Prometheus' Service, reached through the API server's service proxy
+    (needs the cluster's `kubernetes`), instead of `url`."""
+    scheme: Scheme = "http"
+    """With `service`: the scheme the API server uses towards the backend."""
+    # The service proxy balances across endpoints on every request: an HA pair flaps between replicas.
+    pin_pod: bool = False
+    """With `service`: read one ready endpoint of the Service through the pod proxy (the first by name),
+    failing over to the next on failure, instead of whichever the service proxy picks."""
 
     match: list[str] = Field(default_factory=lambda: ['{__name__=~".+"}'], min_length=1)
     """Series selectors to pull (`match[]`), the same for federation and remote-read."""
@@ -87,6 +163,23 @@ class PrometheusSourceConfig(HTTPClientConfig):
     """The external label that tells the replicas apart (`replica`, `prometheus_replica`): dropped, so the
     centre sees one series."""
 
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str | None) -> str | None:
+        _service_ref(value, "http")  # a ValueError saying what is wrong
+        return value
+
+    @model_validator(mode="after")
+    def _target(self) -> PrometheusSourceConfig:
+        _check_target(self, self.url, self.service)
+        if self.service is not None and self.replica_urls:
+            raise ValueError("replica_urls: only with url (with service, pin_pod fails over between its pods)")
+        return self
+
+    def service_ref(self) -> ServiceRef | None:
+        """The `service` parsed, with its `scheme`; None with `url`."""
+        return _service_ref(self.service, self.scheme)
+
     @field_validator("match")
     @classmethod
     def _selectors(cls, value: list[str]) -> list[str]:
@@ -104,20 +197,43 @@ class PrometheusSourceConfig(HTTPClientConfig):
         return value
 
     def urls(self) -> list[str]:
-        """Every replica's URL, in the order they are tried."""
-        return [self.url, *self.replica_urls]
+        """Every replica's URL, in the order they are tried (none with `service`)."""
+        return [] if self.url is None else [self.url, *self.replica_urls]
 
 
-class LokiSourceConfig(HTTPClientConfig):
+class LokiSourceConfig(HTTPClientOptions):
     """A cluster's Loki, tailed through `query_range`."""
+
+    url: HttpUrl | None = None
+    """Loki's base URL (http or https); a path prefix is kept. Give this or `service`."""
+    service: str | None = None
+    """`namespace/name[:port]` of Loki's Service (its query frontend), reached through the API server's
+    service proxy (needs the cluster's `kubernetes`), instead of `url`."""
+    scheme: Scheme = "http"
+    """With `service`: the scheme the API server uses towards the backend."""
 
     selectors: list[str] = Field(min_length=1)
     """LogQL stream selectors to tail, e.g. `{namespace=~".+"}`."""
     tenant: str | None = None
     """The Loki tenant (`X-Scope-OrgID`) to read."""
 
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str | None) -> str | None:
+        _service_ref(value, "http")
+        return value
 
-def _cap_default_timeout(src: HTTPClientConfig, interval: float) -> HTTPClientConfig:
+    @model_validator(mode="after")
+    def _target(self) -> LokiSourceConfig:
+        _check_target(self, self.url, self.service)
+        return self
+
+    def service_ref(self) -> ServiceRef | None:
+        """The `service` parsed, with its `scheme`; None with `url`."""
+        return _service_ref(self.service, self.scheme)
+
+
+def _cap_default_timeout(src: HTTPClientOptions, interval: float) -> HTTPClientOptions:
     """`src` with an unset timeout capped at `interval`, as Prometheus caps an unset scrape_timeout at the
     scrape_interval: a default must never be what refuses a config. The copy still has `timeout` unset
     (`model_fields_set`), so the loader refuses only a timeout the user wrote that is not shorter."""
@@ -133,6 +249,9 @@ class ClusterConfig(ConfigModel):
     `-`)."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Static labels stamped on every series and stream of the cluster (`region`, `provider`, `env`, ...)."""
+    kubernetes: KubernetesConfig | None = None
+    """How to reach the cluster's API server, for sources given as `service`. Absent: every source has a
+    `url`."""
     prometheus: PrometheusSourceConfig | None = None
     """The cluster's Prometheus: its metrics. Absent: no metrics from this cluster."""
     loki: LokiSourceConfig | None = None

@@ -1,5 +1,5 @@
 """How to reach one HTTP server: URL, timeout, auth and TLS, shared by every source and sink (one model,
-not a copy per protocol). Secrets are never inline: `bearer_token_file` / `bearer_token_env`,
+not a copy per protocol; `HTTPClientOptions` is all of it but the URL). Secrets are never inline: `bearer_token_file` / `bearer_token_env`,
 `basic_auth.password_file` / `password_env`, `tls.*_file`; see `observe/secrets.py`."""
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ class BasicAuth(ConfigModel):
         return Secret(path=self.password_file, env=self.password_env)
 
 
-class HTTPClientConfig(ConfigModel):
-    """One HTTP server and how to authenticate to it."""
+class HTTPClientOptions(ConfigModel):
+    """How to authenticate to one HTTP server, without saying where it is: the base of `HTTPClientConfig`
+    (which adds `url`) and of the cluster sources, which may be reached through a Kubernetes API server
+    (`service:`) instead of a URL."""
 
-    url: HttpUrl
-    """The server's base URL (http or https); a path prefix is kept."""
     timeout: Duration = DEFAULT_TIMEOUT
     """Per request, connect to last byte. For a cluster source left unset it is capped at `interval`, as
     Prometheus caps `scrape_timeout`; one you set must be shorter than `interval`."""
@@ -76,7 +76,7 @@ class HTTPClientConfig(ConfigModel):
     """Extra request headers."""
 
     @model_validator(mode="after")
-    def _one_auth(self) -> HTTPClientConfig:
+    def _one_auth(self) -> HTTPClientOptions:
         if self.bearer_token_file is not None and self.bearer_token_env is not None:
             raise ValueError("give at most one of bearer_token_file or bearer_token_env")
         has_bearer = self.bearer_token_file is not None or self.bearer_token_env is not None
@@ -90,3 +90,20 @@ class HTTPClientConfig(ConfigModel):
         if self.bearer_token_file is None and self.bearer_token_env is None:
             return None
         return Secret(path=self.bearer_token_file, env=self.bearer_token_env)
+
+    def has_own_auth(self) -> bool:
+        """A bearer token, basic auth or any TLS setting is given (a `service:` source takes none: the API
+        server's credentials are the cluster's `kubernetes:` section's, and the backend never sees them)."""
+        return (
+            self.bearer_token_file is not None
+            or self.bearer_token_env is not None
+            or self.basic_auth is not None
+            or self.tls != TLSConfig()
+        )
+
+
+class HTTPClientConfig(HTTPClientOptions):
+    """One HTTP server and how to authenticate to it."""
+
+    url: HttpUrl
+    """The server's base URL (http or https); a path prefix is kept."""

@@ -99,6 +99,11 @@ def _cross_checks(cfg: Config) -> list[str]:
             problems.append(f"clusters[{i}]: give at least one of prometheus or loki")
         for src_name in ("prometheus", "loki"):
             src = getattr(c, src_name)
+            if src is not None and src.service is not None and c.kubernetes is None:
+                problems.append(
+                    f"clusters[{i}].{src_name}.service: needs clusters[{i}].kubernetes (a kubeconfig or "
+                    "api_server) to reach the service through the API server"
+                )
             # Only a timeout the user wrote: an unset one is already capped at interval (Config).
             if src is not None and "timeout" in src.model_fields_set and src.timeout >= cfg.interval:
                 problems.append(

@@ -14,6 +14,10 @@ constant of observe.reasons and whose message names the cluster and says what to
 
 (the status rows are observe/replies.py's table, shared with every source and sink).
 
+Through a Kubernetes API server (`prometheus.service`), the URL is the service (or pod) proxy's and the
+credentials are the cluster's `kubernetes:` ones (`via`); a refusal by the API server itself (a `Status`
+body: RBAC, no such service, no endpoint) is explained by observe/kube/api_server.py.
+
 Truncation matters most: the format ends every line with `\\n`, so a non-empty body whose last byte
 is not `\\n` was cut short (a proxy timeout, a restart mid-body). Accepting it would make the missing
 series look vanished and mark them stale at the receiver.
@@ -26,18 +30,22 @@ import re
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
-from observe.config import PrometheusSourceConfig
+from observe.config import ClusterConfig, PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import Response, TransportError, fetch, redact, safe_url
 from observe.protocol.exposition import parse_text
 from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TOO_LARGE
 from observe.replies import classify
 
-__all__ = ["ACCEPT", "FederateProbe", "PrometheusFederateSource"]
+if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
+    from observe.kube.api_server import APIServer
+
+__all__ = ["ACCEPT", "FederateProbe", "PrometheusFederateSource", "federate_source"]
 
 ACCEPT = "text/plain;version=0.0.4"
 """Ask for the text format: Prometheus would otherwise be free to negotiate protobuf."""
@@ -70,14 +78,30 @@ class PrometheusFederateSource:
 
     name = "prometheus"
 
-    def __init__(self, cluster: str, cfg: PrometheusSourceConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        cluster: str,
+        cfg: PrometheusSourceConfig,
+        session: aiohttp.ClientSession,
+        *,
+        url: str | None = None,
+        via: APIServer | None = None,
+    ) -> None:
+        """`url` (default `cfg.url`) is the Prometheus' base URL; `via` the API server it is proxied by."""
         self.cluster = cluster
         self._cfg = cfg
         self._session = session
-        base = URL(cfg.url)
-        # A path prefix (Prometheus behind a proxy at /prometheus) is kept: /prometheus/federate.
-        self.url = base.with_path(base.path.rstrip("/") + "/federate")
+        self._via = via
+        self._credentials = via.credentials if via is not None else None
+        self.set_base_url(url or cfg.url or "")
         self._params = [("match[]", selector) for selector in cfg.match]  # one param per selector
+
+    def set_base_url(self, url: str) -> None:
+        if not url:
+            raise ValueError("a Prometheus source needs a URL")
+        base = URL(url)
+        # A path prefix (Prometheus behind a proxy at /prometheus, the API server's proxy) is kept.
+        self.url = base.with_path(base.path.rstrip("/") + "/federate")
 
     async def pull(self) -> str:
         """The federation body as text; raises SourceError (see the module docstring)."""
@@ -95,6 +119,7 @@ class PrometheusFederateSource:
                 max_bytes=self._cfg.max_response_bytes,
                 headers={"Accept": ACCEPT},
                 params=self._params,
+                credentials=self._credentials,
             )
         except TransportError as exc:
             raise SourceError(f"cluster {self.cluster!r}: {exc}", reason=exc.reason) from exc
@@ -136,13 +161,16 @@ class PrometheusFederateSource:
     # -- the answer, checked ----------------------------------------------------------------------
     def _fail(self, what: str, reason: str) -> SourceError:
         message = f"cluster {self.cluster!r}: GET {safe_url(self.url)}: {what}"
-        return SourceError(redact(message, self._cfg), reason=reason)
+        return SourceError(redact(message, self._cfg, self._credentials), reason=reason)
 
     def _checked(self, resp: Response) -> bytearray:
         status = resp.status
         if not 200 <= status < 300:
             reply = classify(status)  # the decision and reason are observe.replies'; the words are ours
-            if reply.reason == FAIL_AUTH:
+            kube = self._via.refusal("GET", self.url, status, resp.body) if self._via is not None else None
+            if kube is not None:
+                what = kube
+            elif reply.reason == FAIL_AUTH:
                 what = f"the server refused our credentials; {self._auth_hint()}"
             elif reply.reason == FAIL_THROTTLED:
                 after = resp.headers.get("Retry-After")
@@ -189,7 +217,7 @@ class PrometheusFederateSource:
         if resp.content_type == "text/html" or body[:1024].lstrip()[:1] == b"<":
             return f"an HTML page{_title(body)}"
         # Redact before cutting, so a secret straddling the cut cannot leave a prefix behind.
-        text = redact(body[:4096].decode("utf-8", errors="replace"), self._cfg)
+        text = redact(body[:4096].decode("utf-8", errors="replace"), self._cfg, self._credentials)
         text = " ".join(text.split())
         if len(text) > _SNIPPET_CHARS:
             text = text[:_SNIPPET_CHARS] + "..."
@@ -197,6 +225,8 @@ class PrometheusFederateSource:
 
     def _auth_hint(self) -> str:
         cfg = self._cfg
+        if self._via is not None:
+            return f"check the cluster's kubernetes credentials ({self._via.credentials.origin})"
         if cfg.bearer_token_file is not None:
             return f"check bearer_token_file ({cfg.bearer_token_file})"
         if cfg.bearer_token_env is not None:
@@ -205,6 +235,24 @@ class PrometheusFederateSource:
             origin = cfg.basic_auth.password().origin  # where the password comes from, never its value
             return f"check basic_auth (username {cfg.basic_auth.username!r} and its password, {origin})"
         return "no credentials are configured: set bearer_token_file or basic_auth"
+
+
+def federate_source(cluster: ClusterConfig, session: aiohttp.ClientSession) -> PrometheusFederateSource:
+    """The cluster's Prometheus for federation: at its `url`, or through its API server's service proxy
+    (or, with `pin_pod`, the pod proxy to one ready pod)."""
+    prom = cluster.prometheus
+    assert prom is not None
+    ref = prom.service_ref()
+    if ref is None:
+        return PrometheusFederateSource(cluster.name, prom, session)
+    from observe.kube.api_server import APIServer  # only for a cluster reached through its API server
+
+    api = APIServer.shared(cluster)
+    if prom.pin_pod:
+        from observe.kube.pinned import PinnedFederateSource
+
+        return PinnedFederateSource(cluster.name, prom, session, api=api, ref=ref)
+    return PrometheusFederateSource(cluster.name, prom, session, url=api.service_url(ref), via=api)
 
 
 def _status(code: int) -> str:
