@@ -27,9 +27,10 @@ VictoriaMetrics; samples delivered are the rows it inserted (`vm_rows_inserted_t
    in Python) and once with SAMPLES only (the source decodes; observe's `ACCEPTED` is set in the child
    by the launcher below, the code path is the production one).
 5. remote-read steady state: `--steady-interval / 15` new samples per series are written after each
-   cursor, and `observe run --once` goes on from it: what a normal cycle costs. Prometheus returns the
-   head chunk whole (up to 120 samples, 30 min at 15s) for any window that overlaps it, so a short window
-   pays for decoding the chunk's older samples too: printed as "chunk overhead".
+   cursor, and `observe run --once` goes on from it: what a normal cycle costs, where the per-series
+   work (index lookup, labels, one frame) is spread over a few samples only. Prometheus 2.42 trims a
+   head chunk to the query's range (it decodes and re-encodes it: source CPU per sample), so the
+   collector decodes only the window's samples; the "chunks" line shows it.
 
 The machine is shared and noisy: read the ratios, and run it twice.
 """
@@ -495,8 +496,9 @@ def report(
     print(f"federation arithmetic: {per_pull:.3f} source CPU s per pull of {n:,} samples; the backfill's "
           f"{per_series} samples per series take {per_series} pulls = {per_pull * per_series:.2f} CPU s "
           f"({fed_pm:.3f} s per 1M samples)")  # fmt: skip
-    print(f"chunk overhead: a {steady * 15}s window's streamed reply held {in_chunks:.0f} samples per series "
-          f"in its chunks for {inside:.0f} inside the window")  # fmt: skip
+    print(f"chunks: a {steady * 15}s window's streamed reply held {in_chunks:.1f} samples per series in its "
+          f"chunks, {inside:.1f} of them inside the window; the backfill delivered {per_series} per series, "
+          f"{n * per_series:,} expected")  # fmt: skip
     vm = next((r for r in rows if r.name.startswith("vmagent")), None)
     vm_pm = vm.per_million(vm.collector_cpu) if vm else None
     vm_rss = vm.peak_rss / vm.series if vm and vm.peak_rss else None

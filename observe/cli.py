@@ -163,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(cfg: Config, *, once: bool, console: Console, path: Path) -> int:
+    from observe.discovery.runner import FleetDiscovery
     from observe.reload import ConfigWatcher
     from observe.service import Collector
 
@@ -193,11 +194,13 @@ def _run(cfg: Config, *, once: bool, console: Console, path: Path) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        watcher = ConfigWatcher(path, collector)  # SIGHUP, or the file changing on disk: reload
+        fleet = FleetDiscovery(collector, cfg)  # the file's clusters plus the inventories', kept live
+        watcher = ConfigWatcher(path, fleet)  # SIGHUP, or the file changing on disk: reload
         loop.add_signal_handler(signal.SIGHUP, watcher.hup)
-        watching = asyncio.create_task(watcher.run(stop))
+        await collector.start()  # queues open and HTTP up before discovery adds clusters (run() reuses it)
+        side = [asyncio.create_task(watcher.run(stop)), asyncio.create_task(fleet.run(stop))]
         await collector.run(stop)
-        await watching
+        await asyncio.gather(*side)
 
     asyncio.run(serve())
     return EXIT_OK

@@ -23,9 +23,13 @@ from observe.protocol.remote_write import compress
 from observe.sinks import Sink
 from observe.sinks.loki_push import LokiPushSink
 from observe.sinks.remote_write import RemoteWriteSink
-from observe.sources.loki import LokiSource
-from observe.sources.prometheus_federate import FederateProbe, PrometheusFederateSource
-from observe.sources.prometheus_remote_read import PrometheusRemoteReadSource, RemoteReadUnsupported
+from observe.sources.loki import loki_source
+from observe.sources.prometheus_federate import FederateProbe, federate_source
+from observe.sources.prometheus_remote_read import (
+    PrometheusRemoteReadSource,
+    RemoteReadUnsupported,
+    remote_read_sources,
+)
 
 __all__ = ["ProbeResult", "probe_all"]
 
@@ -69,17 +73,17 @@ async def _probe_prometheus(cfg: Config, name: str) -> list[ProbeResult]:
         federate = prom.protocol == "federate"
         if not federate:
             window = cfg.remote_read_for(cluster)
-            for url in prom.urls():
+            for source in remote_read_sources(cluster, session):  # each replica, or the API server's proxy
                 row, refused = await _probe_remote_read(
                     name,
-                    PrometheusRemoteReadSource(name, prom, session, url=url),
+                    source,
                     window.safety_lag,
                     auto=prom.protocol == "auto",
                 )
                 rows.append(row)
                 federate = federate or (refused and prom.protocol == "auto")
         if federate:
-            row = federate_row(name, await PrometheusFederateSource(name, prom, session).probe())
+            row = federate_row(name, await federate_source(cluster, session).probe())
             rows.append(row)
     return rows
 
@@ -122,13 +126,14 @@ async def _probe_loki(cfg: Config, name: str) -> list[ProbeResult]:
     assert loki is not None
     started = time.monotonic()
     async with new_session(loki) as session:
-        probes = await LokiSource(name, loki, session, page_limit=cfg.logs.page_limit).probe()
+        source = loki_source(cfg.cluster(name), session, page_limit=cfg.logs.page_limit)
+        probes = await source.probe()
     seconds = time.monotonic() - started
     return [
         ProbeResult(
             name,
             "loki",
-            f"{safe_url(loki.url)} {p.selector}",
+            f"{safe_url(source.base_url)} {p.selector}",
             p.ok,
             f"{p.entries_last_minute} entries in the last minute" if p.ok else (p.error or "failed"),
             seconds,

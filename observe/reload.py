@@ -3,7 +3,7 @@
 Kubernetes updates a mounted ConfigMap in place by swapping a symlink (`..data`), so the file's identity
 (inode, size, mtime of what the path resolves to) is polled every `poll` seconds; an editor's write or a
 `kubectl apply` shows the same way. A new config goes through the loader exactly as at start-up, then
-`Collector.reconfigure`: clusters added, changed or removed apply live. A config with a mistake (or a
+`FleetDiscovery.set_base` (the inventories read again, then `Collector.reconfigure`): clusters added, changed or removed apply live. A config with a mistake (or a
 change only a restart can apply) is refused, said once with every problem and its YAML path, and the
 running config stays.
 """
@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 from observe.config import load_config
+from observe.discovery.runner import FleetDiscovery
 from observe.errors import ConfigError
-from observe.service import Collector
 
 __all__ = ["ConfigWatcher"]
 
@@ -26,9 +26,9 @@ log = logging.getLogger("observe.reload")
 
 
 class ConfigWatcher:
-    def __init__(self, path: Path, collector: Collector, *, poll: float = 2.0) -> None:
+    def __init__(self, path: Path, fleet: FleetDiscovery, *, poll: float = 2.0) -> None:
         self.path = Path(path)
-        self.collector = collector
+        self.fleet = fleet
         self.poll = poll
         self._hup = asyncio.Event()
         self._seen = self._identity()
@@ -54,7 +54,7 @@ class ConfigWatcher:
         """Load and apply the file; False (and the problems logged) if refused."""
         try:
             cfg = load_config(self.path, for_service=True)
-            report = await self.collector.reconfigure(cfg)
+            report = await self.fleet.set_base(cfg)
         except ConfigError as exc:
             log.error(
                 "config reload refused; the running config stays",

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,9 @@ class Collector:
         self._http: StatusServer | None = None
         self._run_stop: asyncio.Event | None = None  # set while `run()` runs: new pipelines get loops
         self._loops: dict[Key, asyncio.Task[None]] = {}
-        self._retiring: dict[str, asyncio.Task[None]] = {}  # cluster -> its retirement (drain, then delete)
+        self._retiring: dict[str, asyncio.Task[None]] = {}
+        # more top-level sections of `/status` (name -> builder), e.g. discovery's inventories and problems
+        self.status_sections: dict[str, Callable[[], dict[str, Any]]] = {}  # cluster -> its retirement (drain, then delete)
 
     # -- wiring -----------------------------------------------------------------------------------
     def _add(self, pipeline: Pipeline) -> None:
@@ -198,6 +201,7 @@ class Collector:
             **self._centre.describe(),
             "clusters": clusters,
             "queues": queues,
+            **{name: build() for name, build in self.status_sections.items()},
         }
 
     # -- lifecycle --------------------------------------------------------------------------------

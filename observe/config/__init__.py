@@ -4,6 +4,7 @@
     http_client.py  how to reach one HTTP server: HTTPClientConfig (HTTPClientOptions + url), BasicAuth, TLSConfig
     fleet.py        Config, the clusters and their sources, the central sinks, queue and logs
     alerts.py       the generators' settings: GrafanaConfig, AlertsConfig
+    discovery.py    `discovery:`: clusters from a kubeconfig, Argo CD, Cluster API, and their template
     loader.py       load_config / parse_config: YAML, `${VAR}`, validation, cross-field and service checks
     reference.py    the model described: `observe config schema` (JSON Schema), the README's reference
 
@@ -11,6 +12,13 @@ Importers use this package, never a module in it, so the split can change withou
 """
 
 from observe.config.alerts import AlertsConfig, GrafanaConfig
+from observe.config.discovery import (
+    ArgoCDDiscovery,
+    ClusterAPIDiscovery,
+    ClusterTemplate,
+    DiscoveryConfig,
+    KubeconfigDiscovery,
+)
 from observe.config.fleet import (
     CentralConfig,
     ClusterConfig,
@@ -30,18 +38,27 @@ from observe.config.http_client import BasicAuth, HTTPClientConfig, HTTPClientOp
 from observe.config.loader import load_config, parse_config, require_service_config, service_problems
 from observe.config.types import LABEL_NAME, Duration, HttpUrl, Size
 
+# Config.discovery names a model defined after Config's module (config/discovery.py needs fleet.py's
+# KubernetesConfig): resolve it now that both are loaded.
+Config.model_rebuild(_types_namespace={"DiscoveryConfig": DiscoveryConfig})
+
 __all__ = [
     "LABEL_NAME",
     "AlertsConfig",
+    "ArgoCDDiscovery",
     "BasicAuth",
     "CentralConfig",
+    "ClusterAPIDiscovery",
     "ClusterConfig",
+    "ClusterTemplate",
     "Config",
+    "DiscoveryConfig",
     "Duration",
     "GrafanaConfig",
     "HTTPClientConfig",
     "HTTPClientOptions",
     "HttpUrl",
+    "KubeconfigDiscovery",
     "KubernetesConfig",
     "LogsConfig",
     "LokiPushConfig",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -20,6 +20,9 @@ from observe.config.types import LABEL_NAME, ConfigModel, Duration, HttpUrl, Siz
 from observe.kube.service_ref import Scheme, ServiceRef
 from observe.protocol.series_selector import parse_selector
 from observe.transform.relabel import RelabelConfig
+
+if TYPE_CHECKING:  # defined beside its inventory kinds; resolved by observe.config (model_rebuild)
+    from observe.config.discovery import DiscoveryConfig
 from observe.units import format_duration, parse_duration
 
 PullProtocol = Literal["auto", "remote_read", "federate"]
@@ -450,7 +453,7 @@ class Config(ConfigModel):
     """The management cluster's name, stamped as `self_cluster` on the collector's own metrics and logs."""
     self_metrics: bool = True
     """Ship the collector's own metrics to the centre too."""
-    clusters: list[ClusterConfig] = Field(min_length=1)
+    clusters: list[ClusterConfig] = Field(default_factory=list)
     """The clusters to pull, at least one."""
     relabel_configs: list[RelabelConfig] = Field(default_factory=list)
     """Prometheus `relabel_config` rules, applied after cluster stamping, with Prometheus' semantics."""
@@ -469,6 +472,8 @@ class Config(ConfigModel):
     """Thresholds and `for`s of the rules `observe rules` generates."""
     shutdown_timeout: Duration = 20.0
     """How long SIGTERM waits for the queues to drain."""
+    discovery: DiscoveryConfig | None = None
+    """Clusters found in the fleet's inventory (a kubeconfig, Argo CD, Cluster API), beside `clusters`."""
     removal_grace: Duration = 600.0
     """How long the queues of a cluster removed from the fleet (a reload, discovery) keep draining before
     they and its cursors are deleted."""

@@ -68,10 +68,21 @@ def parse_config(data: Any, *, source: str = "config", for_service: bool = False
 def service_problems(cfg: Config) -> list[str]:
     """What the collector needs beyond a config the generators accept; each message names its YAML path.
 
-    Nothing today: a cluster's `loki` without `central.loki` ships its logs to the embedded store, as
-    metrics without `central.remote_write` do. Checks that only running needs belong here."""
-    del cfg
-    return []
+    A cluster's `loki` without `central.loki` ships its logs to the embedded store, as metrics without
+    `central.remote_write` do. A `kubernetes.kubeconfig` must be readable and hold its context (the
+    generators never read it). Checks that only running needs belong here."""
+    problems: list[str] = []
+    for i, c in enumerate(cfg.clusters):
+        k = c.kubernetes
+        if k is not None and k.kubeconfig is not None:
+            from observe.kube.kubeconfig import load_kubeconfig  # only for a fleet that uses one
+
+            try:
+                load_kubeconfig(k.kubeconfig, k.context)
+            except ConfigError as exc:
+                key = "context" if k.context is not None and "no context" in str(exc) else "kubeconfig"
+                problems.extend(f"clusters[{i}].kubernetes.{key}: {p}" for p in exc.problems)
+    return problems
 
 
 def require_service_config(cfg: Config) -> None:
@@ -84,6 +95,11 @@ def require_service_config(cfg: Config) -> None:
 def _cross_checks(cfg: Config) -> list[str]:
     """Rules that span fields; each message names its YAML path."""
     problems: list[str] = []
+    if not cfg.clusters and cfg.discovery is None:
+        given = "clusters" in cfg.model_fields_set
+        problems.append(
+            "clusters: give at least one cluster, or discovery" if given else "clusters: required key is missing"
+        )
     seen: dict[str, int] = {}
     for i, c in enumerate(cfg.clusters):
         if c.name in seen:

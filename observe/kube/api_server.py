@@ -19,6 +19,7 @@ a refusal with a `Status` document (`{"kind":"Status","reason":"Forbidden","mess
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -40,6 +41,7 @@ from observe.replies import classify
 __all__ = ["ENDPOINTS_TTL", "APIServer", "PinnedPods", "PodEndpoint", "ready_endpoints"]
 
 T = TypeVar("T")
+_SHARED: dict[tuple[str, object, int], APIServer] = {}  # (cluster, its kubernetes section, loop id)
 
 _PROXY_PATH: Final = re.compile(r"/api/v1/namespaces/([^/]+)/(services|pods)/([^/]+)/proxy(/|$)")
 _VERBS: Final = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}
@@ -68,6 +70,21 @@ class APIServer:
         except ConfigError as exc:
             raise ConfigError(f"cluster {cluster.name!r}: kubernetes: {exc}") from exc
         return cls(cluster.name, base, creds, timeout=k.timeout)
+
+    @classmethod
+    def shared(cls, cluster: ClusterConfig) -> APIServer:
+        """`for_cluster`, one per cluster and event loop: the metrics and logs pipelines of a cluster share
+        its credentials, so an exec plugin runs once per expiry, not once per pipeline."""
+        assert cluster.kubernetes is not None
+        try:
+            loop: object = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        key = (cluster.name, cluster.kubernetes, id(loop))
+        api = _SHARED.get(key)
+        if api is None:
+            api = _SHARED[key] = cls.for_cluster(cluster)
+        return api
 
     def service_url(self, ref: ServiceRef) -> str:
         """The base URL of the service proxy to `ref`: a source appends its API path to it."""

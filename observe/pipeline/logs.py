@@ -49,7 +49,7 @@ from observe.reasons import (
     FAIL_THROTTLED,
 )
 from observe.sources.log_cursors import Cursor, CursorStore
-from observe.sources.loki import NS, LogEntry, LokiSource, Page
+from observe.sources.loki import NS, LogEntry, LokiSource, Page, loki_source
 from observe.telemetry import Telemetry
 from observe.transform.normalize import Normalizer
 from observe.units import parse_duration
@@ -105,7 +105,7 @@ class LogsPipeline:
     ) -> None:
         assert cluster.loki is not None
         self.cluster = self.name = cluster.name
-        self.url = cluster.loki.url
+        self.url = source.base_url  # cluster.loki.url, or the API server's service proxy
         self._session = session  # owned: closed with the pipeline
         self.logs = cfg.logs
         # a selector given twice would share one cursor: keep it once
@@ -146,7 +146,7 @@ class LogsPipeline:
         )  # fmt: skip
         telemetry.init_logs(cluster.name, source=cls.source)
         return cls(
-            cfg, cluster, source=LokiSource(cluster.name, loki, session, page_limit=cfg.logs.page_limit),
+            cfg, cluster, source=loki_source(cluster, session, page_limit=cfg.logs.page_limit),
             normalizer=build_normalizer(cfg, cluster, telemetry), queue=queue,
             cursors=CursorStore(Path(cfg.data_dir) / "log_cursors", cluster.name), telemetry=telemetry,
             encoding=cfg.central.loki.encoding if cfg.central.loki is not None else "protobuf", session=session,

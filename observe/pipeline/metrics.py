@@ -30,7 +30,7 @@ from observe.pipeline.base import (
     open_queue,
 )
 from observe.queue.durable import DurableQueue
-from observe.sources.prometheus_federate import PrometheusFederateSource
+from observe.sources.prometheus_federate import PrometheusFederateSource, federate_source
 from observe.telemetry import Telemetry
 from observe.transform.normalize import Normalizer
 from observe.transform.series_cache import SeriesCache
@@ -119,7 +119,7 @@ class MetricsPipeline:
         )
         return cls(
             name,
-            source=PrometheusFederateSource(name, prom, session),
+            source=federate_source(cluster, session),  # the url, or through the API server's proxy
             cache=cache,
             queue=queue,
             telemetry=telemetry,

@@ -62,6 +62,7 @@ from observe.sources.prometheus_remote_read import (
     ReadResult,
     RemoteReadUnsupported,
     WindowTooLarge,
+    remote_read_sources,
 )
 from observe.sources.read_cursor import ReadCursor
 from observe.telemetry import Telemetry
@@ -146,7 +147,7 @@ class RemoteReadPipeline:
         assert prom is not None
         name = cluster.name
         session = new_session(prom)
-        sources = [PrometheusRemoteReadSource(name, prom, session, url=url) for url in prom.urls()]
+        sources = remote_read_sources(cluster, session)  # the urls, or through the API server's proxy
         queue = open_queue(cfg, name, METRICS, telemetry, max_age=cfg.queue.max_age, fsync=cfg.queue.fsync)
         normalizer = build_normalizer(cfg, cluster, telemetry)
         telemetry.init_metrics(name, source=cls.source, sink=sink)

@@ -39,11 +39,11 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import aiohttp
 
-from observe.config import LokiSourceConfig
+from observe.config import ClusterConfig, LokiSourceConfig
 from observe.errors import ConfigError, SourceError
 from observe.http import Response, TransportError, body_snippet, fetch, safe_url
 from observe.model import Labels
@@ -51,7 +51,10 @@ from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_T
 from observe.replies import classify
 from observe.sources.log_cursors import Cursor, entry_key
 
-__all__ = ["MAX_QUERY_WINDOW", "LogEntry", "LokiProbe", "LokiSource", "Page", "split_selector"]
+if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
+    from observe.kube.api_server import APIServer
+
+__all__ = ["MAX_QUERY_WINDOW", "LogEntry", "LokiProbe", "LokiSource", "Page", "loki_source", "split_selector"]
 
 LogEntry = tuple[int, Labels, str, Labels]
 """(timestamp ns, stream labels, line, structured metadata). A tuple: 5,000 per page, hot path."""
@@ -136,8 +139,16 @@ class LokiSource:
     """One cluster's Loki. The aiohttp session is the caller's (one per cluster, closed by the service)."""
 
     def __init__(
-        self, cluster: str, cfg: LokiSourceConfig, session: aiohttp.ClientSession, *, page_limit: int
+        self,
+        cluster: str,
+        cfg: LokiSourceConfig,
+        session: aiohttp.ClientSession,
+        *,
+        page_limit: int,
+        url: str | None = None,
+        via: APIServer | None = None,
     ) -> None:
+        """`url` (default `cfg.url`) is Loki's base URL; `via` the API server whose service proxy it is."""
         self.cluster = cluster
         self.cfg = cfg
         self.session = session
@@ -145,7 +156,12 @@ class LokiSource:
         # Rule 3 reads one nanosecond with the largest page Loki allows (its default cap until it says less).
         self.ns_limit = max(page_limit, DEFAULT_SERVER_CAP)
         self.window = MAX_QUERY_WINDOW  # halved when Loki's max_query_length is shorter
-        self._base = cfg.url.rstrip("/")
+        base_url = url or cfg.url
+        if not base_url:
+            raise ValueError("a Loki source needs a URL")
+        self.base_url = self._base = base_url.rstrip("/")
+        self._via = via
+        self._credentials = via.credentials if via is not None else None
         self._headers = dict(_HEADERS)
         if cfg.tenant:
             self._headers["X-Scope-OrgID"] = cfg.tenant
@@ -356,7 +372,7 @@ class LokiSource:
         try:
             return await fetch(
                 self.session, "GET", self._base + path, cfg=self.cfg, max_bytes=MAX_PAGE_BYTES,
-                headers=self._headers, params=params,
+                headers=self._headers, params=params, credentials=self._credentials,
             )  # fmt: skip
         except TransportError as exc:
             raise SourceError(f"cluster {self.cluster}: {exc}", reason=exc.reason) from exc
@@ -369,6 +385,9 @@ class LokiSource:
         status = resp.status
         if 200 <= status < 300:
             return
+        kube = self._via.refusal("GET", self._base + "/", status, resp.body) if self._via is not None else None
+        if kube is not None:
+            raise SourceError(f"{self._where('query')}: HTTP {status}: {kube}", reason=classify(status).reason)
         text = _snippet(resp)
         if status == 400:
             # the table's permanent 4xx, and here the query itself is wrong: a config problem naming it
@@ -400,6 +419,19 @@ class LokiSource:
                 reason=FAIL_BAD_RESPONSE,
             )
         return doc["data"]
+
+
+def loki_source(cluster: ClusterConfig, session: aiohttp.ClientSession, *, page_limit: int) -> LokiSource:
+    """The cluster's Loki: at its `url`, or through its API server's service proxy (`service`)."""
+    loki = cluster.loki
+    assert loki is not None
+    ref = loki.service_ref()
+    if ref is None:
+        return LokiSource(cluster.name, loki, session, page_limit=page_limit)
+    from observe.kube.api_server import APIServer  # only for a cluster reached through its API server
+
+    api = APIServer.shared(cluster)
+    return LokiSource(cluster.name, loki, session, page_limit=page_limit, url=api.service_url(ref), via=api)
 
 
 def _flatten(result: list[Any]) -> list[LogEntry]:

@@ -22,6 +22,11 @@ Limits on the source, respected here: one request at a time per cluster (the pip
 collector takes at most one of `--storage.remote.read-concurrent-limit` (10); frames up to
 `DEFAULT_MAX_FRAME_BYTES` (the server aims at `read-max-bytes-in-frame`, 1 MiB); the whole reply at most
 `max_response_bytes`.
+
+Through a Kubernetes API server (`prometheus.service`) the POST goes to the service (or pod) proxy with the
+cluster's `kubernetes:` credentials (`via`): RBAC `create` on `services/proxy`; the API server passes the
+body and the streamed reply's Content-Type through unchanged. A 404 or 503 that is the API server's own
+(a `Status` body: no such service, no endpoint) is a plain failure, never "remote-read unsupported".
 """
 
 from __future__ import annotations
@@ -29,12 +34,12 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 from yarl import URL
 
-from observe.config import PrometheusSourceConfig
+from observe.config import ClusterConfig, PrometheusSourceConfig
 from observe.errors import SourceError
 from observe.http import Response, TransportError, body_snippet, fetch, redact, safe_url
 from observe.model import Labels
@@ -53,12 +58,16 @@ from observe.protocol.xor_chunk import ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOG
 from observe.reasons import FAIL_BAD_RESPONSE, FAIL_TOO_LARGE
 from observe.replies import classify
 
+if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
+    from observe.kube.api_server import APIServer
+
 __all__ = [
     "ACCEPTED",
     "PrometheusRemoteReadSource",
     "ReadResult",
     "RemoteReadUnsupported",
     "WindowTooLarge",
+    "remote_read_sources",
 ]
 
 ACCEPTED: Final = (STREAMED_XOR_CHUNKS, SAMPLES)
@@ -91,17 +100,30 @@ class PrometheusRemoteReadSource:
     name = "prometheus"
 
     def __init__(
-        self, cluster: str, cfg: PrometheusSourceConfig, session: aiohttp.ClientSession, *, url: str | None = None
+        self,
+        cluster: str,
+        cfg: PrometheusSourceConfig,
+        session: aiohttp.ClientSession,
+        *,
+        url: str | None = None,
+        via: APIServer | None = None,
     ) -> None:
         self.cluster = cluster
         self._cfg = cfg
         self._session = session
-        self.base_url = url or cfg.url
-        base = URL(self.base_url)
-        # A path prefix (a proxy at /prometheus, the API server's service proxy) is kept.
-        self.url = base.with_path(base.path.rstrip("/") + "/api/v1/read")
+        self._via = via
+        self._credentials = via.credentials if via is not None else None
+        self.set_base_url(url or cfg.url or "")
         # Checked at load (config/fleet.py); a selector given twice is one query.
         self._matchers: list[tuple[Matcher, ...]] = [parse_selector(s) for s in dict.fromkeys(cfg.match)]
+
+    def set_base_url(self, url: str) -> None:
+        if not url:
+            raise ValueError("a Prometheus source needs a URL")
+        self.base_url = url
+        base = URL(url)
+        # A path prefix (a proxy at /prometheus, the API server's service proxy) is kept.
+        self.url = base.with_path(base.path.rstrip("/") + "/api/v1/read")
 
     async def read(self, start_ms: int, end_ms: int) -> ReadResult:
         """Every sample with `start_ms < t <= end_ms` of the series the `match` selectors select."""
@@ -110,7 +132,7 @@ class PrometheusRemoteReadSource:
         try:
             resp = await fetch(
                 self._session, "POST", self.url, cfg=self._cfg, max_bytes=self._cfg.max_response_bytes,
-                headers=REQUEST_HEADERS, data=encode_read_request(queries, ACCEPTED),
+                headers=REQUEST_HEADERS, data=encode_read_request(queries, ACCEPTED), credentials=self._credentials,
             )  # fmt: skip
         except TransportError as exc:
             raise SourceError(f"cluster {self.cluster!r}: {exc}", reason=exc.reason) from exc
@@ -121,13 +143,17 @@ class PrometheusRemoteReadSource:
     # -- the answer, checked ----------------------------------------------------------------------
     def _fail(self, what: str, reason: str, kind: type[SourceError] = SourceError) -> SourceError:
         message = f"cluster {self.cluster!r}: POST {safe_url(self.url)}: {what}"
-        return kind(redact(message, self._cfg), reason=reason)
+        return kind(redact(message, self._cfg, self._credentials), reason=reason)
 
     def _check(self, resp: Response) -> None:
         status = resp.status
         if 200 <= status < 300:
             return
-        text = repr(redact(body_snippet(resp.body, _SNIPPET_CHARS), self._cfg)) if resp.body.strip() else "empty body"
+        kube = self._via.refusal("POST", self.url, status, resp.body) if self._via is not None else None
+        if kube is not None:
+            raise self._fail(f"HTTP {status}: {kube}", classify(status).reason)
+        snippet = body_snippet(resp.body, _SNIPPET_CHARS)
+        text = repr(redact(snippet, self._cfg, self._credentials)) if resp.body.strip() else "empty body"
         if status in _UNSUPPORTED_STATUS:
             raise self._fail(
                 f"HTTP {status}: remote-read is not served here ({text})", classify(status).reason,
@@ -191,6 +217,25 @@ class PrometheusRemoteReadSource:
                     if start_ms < ts <= end_ms:
                         points.setdefault(ts, value)
         return _result(merged, "samples", len(body), {})
+
+
+def remote_read_sources(cluster: ClusterConfig, session: aiohttp.ClientSession) -> list[PrometheusRemoteReadSource]:
+    """The cluster's Prometheus replicas in the order they are tried: `url` then `replica_urls`; or its
+    Service through the API server's service proxy; or, with `pin_pod`, one source that pins a ready pod
+    of the Service and fails over between them (observe/kube/pinned.py)."""
+    prom = cluster.prometheus
+    assert prom is not None
+    ref = prom.service_ref()
+    if ref is None:
+        return [PrometheusRemoteReadSource(cluster.name, prom, session, url=url) for url in prom.urls()]
+    from observe.kube.api_server import APIServer  # only for a cluster reached through its API server
+
+    api = APIServer.shared(cluster)
+    if prom.pin_pod:
+        from observe.kube.pinned import PinnedRemoteReadSource
+
+        return [PinnedRemoteReadSource(cluster.name, prom, session, api=api, ref=ref)]
+    return [PrometheusRemoteReadSource(cluster.name, prom, session, url=api.service_url(ref), via=api)]
 
 
 def _result(

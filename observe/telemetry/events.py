@@ -220,6 +220,14 @@ class Telemetry:
             "Seconds of a gap not read because they were older than remote_read.backfill_limit.",
             ["cluster"], registry=r,
         )  # fmt: skip
+        self.discovered_clusters = Gauge(
+            "observe_discovered_clusters", "Clusters the last read of an inventory found.", ["source"], registry=r
+        )
+        self.discovery_problems = Gauge(
+            "observe_discovery_problems",
+            "Inventory objects (secrets, contexts) the last read could not turn into a cluster.",
+            ["source"], registry=r,
+        )  # fmt: skip
         self.source_protocol = Gauge(
             "observe_source_protocol",
             "1 for the protocol the cluster's Prometheus is pulled with (remote_read or federate).",
@@ -301,6 +309,13 @@ class Telemetry:
     def remote_read_cut(self, cluster: str, seconds: float) -> None:
         """A gap's oldest `seconds` were skipped (older than backfill_limit); the pipeline logged it."""
         self.remote_read_skipped.labels(cluster).inc(seconds)
+
+    def discovery_state(self, clusters: dict[str, int], problems: dict[str, int]) -> None:
+        """After a read of the inventories: clusters found and objects refused, per source."""
+        for source, n in clusters.items():
+            self.discovered_clusters.labels(source).set(n)
+        for source, n in problems.items():
+            self.discovery_problems.labels(source).set(n)
 
     def pulled_with(self, cluster: str, protocol: str) -> None:
         """The cluster's Prometheus is now pulled with `protocol` (the other one's series goes to 0)."""
