@@ -114,7 +114,7 @@ def test_a_malformed_argocd_secret_says_what_is_wrong(data: dict[str, Any], mess
 
 def test_a_secret_whose_data_is_not_base64_is_refused() -> None:
     s = {"metadata": {"name": "x"}, "data": {"name": "!!!", "server": "aHR0cHM6Ly94"}}
-    with pytest.raises(ValueError, match="data.name is not base64"):
+    with pytest.raises(ValueError, match=r"data\.name is not base64"):
         kubeconfig_of(s)
 
 
