@@ -159,8 +159,40 @@ async def _probe_sink(
     return ProbeResult("(central)", sink.name, safe_url(cfg.url), ok, detail, seconds)
 
 
+async def _discovered(cfg: Config) -> tuple[Config, list[ProbeResult]]:
+    """The config with what the inventories hold, and a row per inventory and per object refused."""
+    from observe.discovery.runner import discover_all, merge  # only when the config has `discovery`
+
+    started = time.monotonic()
+    found = await discover_all(cfg)
+    merged, problems = merge(cfg, found)
+    seconds = time.monotonic() - started
+    rows = [
+        ProbeResult(
+            "(discovery)",
+            f.source,
+            "",
+            f.error is None,
+            f.error
+            or (
+                f"{len(f.clusters)} clusters: " + ", ".join(c.name for c in f.clusters)
+                if f.clusters
+                else "no clusters found"
+            ),
+            seconds,
+        )  # fmt: skip
+        for f in found
+    ]
+    rows += [ProbeResult("(discovery)", p.source, p.object, False, p.message, seconds) for p in problems]
+    return merged, rows
+
+
 async def probe_all(cfg: Config) -> list[ProbeResult]:
-    """Every row of the check, sorted by (cluster, endpoint); all probes run concurrently."""
+    """Every row of the check, sorted by (cluster, endpoint); all probes run concurrently. Discovered
+    clusters are probed like configured ones, after a row per inventory (and per object it refused)."""
+    found: list[ProbeResult] = []
+    if cfg.discovery is not None:
+        cfg, found = await _discovered(cfg)
     proms = [_probe_prometheus(cfg, c.name) for c in cfg.clusters if c.prometheus is not None]
     probes = []
     if (rw := cfg.central.remote_write) is not None:
@@ -171,7 +203,7 @@ async def probe_all(cfg: Config) -> list[ProbeResult]:
         payload = encode_payload([], push.encoding)
         probes.append(_probe_sink(push, lambda session: LokiPushSink(push, session), payload))
     lokis = [_probe_loki(cfg, c.name) for c in cfg.clusters if c.loki is not None]
-    results = list(await asyncio.gather(*probes))
+    results = [*found, *await asyncio.gather(*probes)]
     for rows in await asyncio.gather(*proms, *lokis):
         results.extend(rows)
     return sorted(results, key=lambda r: (r.cluster, r.endpoint))

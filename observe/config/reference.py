@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from observe.config.fleet import Config, RemoteReadConfig
-from observe.config.http_client import BasicAuth, HTTPClientConfig, TLSConfig
+from observe.config.http_client import BasicAuth, HTTPClientConfig, HTTPClientOptions, TLSConfig
 from observe.config.types import DURATION_SCHEMA, SIZE_SCHEMA, URL_SCHEMA
 from observe.units import format_duration, format_size
 
@@ -104,7 +104,8 @@ def markdown() -> str:
     out += ["#### Top level", "", *_table(top)]
     for prefix, model, desc, rows in sections:
         out += ["", f"#### `{prefix}`", "", _para(model, desc), "", *_table(rows)]
-    http = [r for name, f in HTTPClientConfig.model_fields.items() for r in _expand(name, f, "", own=True)]
+    fields = sorted(HTTPClientConfig.model_fields.items(), key=lambda kv: kv[0] != "url")  # url first
+    http = [r for name, f in fields for r in _expand(name, f, "", own=True)]
     out += [
         "",
         "#### HTTP client keys",
@@ -138,7 +139,7 @@ def readme_block(text: str) -> str:
 
 
 def _rows(model: type[BaseModel], prefix: str) -> typing.Iterator[_Row]:
-    inherited = HTTPClientConfig.model_fields if issubclass(model, HTTPClientConfig) else {}
+    inherited = HTTPClientOptions.model_fields if issubclass(model, HTTPClientOptions) else {}
     for name, f in model.model_fields.items():
         base = inherited.get(name)
         # An HTTP client's shared keys are in their own table; only a different default is repeated here.
@@ -155,7 +156,7 @@ def _expand(name: str, f: FieldInfo, prefix: str, *, own: bool) -> typing.Iterat
     elif model in _ELSEWHERE and not own:
         yield (f"`{key}`", "section", _default(f), f"{_desc(f)} Takes {_ELSEWHERE[model]}.")
     else:
-        kind = "section, *HTTP client*" if issubclass(model, HTTPClientConfig) else "section"
+        kind = "section, *HTTP client*" if issubclass(model, HTTPClientOptions) else "section"
         yield (f"`{key}`", kind, _default(f), _desc(f))
         yield from _rows(model, f"{key}.")
 
