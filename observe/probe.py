@@ -167,22 +167,11 @@ async def _discovered(cfg: Config) -> tuple[Config, list[ProbeResult]]:
     found = await discover_all(cfg)
     merged, problems = merge(cfg, found)
     seconds = time.monotonic() - started
-    rows = [
-        ProbeResult(
-            "(discovery)",
-            f.source,
-            "",
-            f.error is None,
-            f.error
-            or (
-                f"{len(f.clusters)} clusters: " + ", ".join(c.name for c in f.clusters)
-                if f.clusters
-                else "no clusters found"
-            ),
-            seconds,
-        )  # fmt: skip
-        for f in found
-    ]
+    rows: list[ProbeResult] = []
+    for f in found:
+        names = ", ".join(c.name for c in f.clusters)
+        detail = f.error or (f"{len(f.clusters)} clusters: {names}" if f.clusters else "no clusters found")
+        rows.append(ProbeResult("(discovery)", f.source, "", f.error is None, detail, seconds))
     rows += [ProbeResult("(discovery)", p.source, p.object, False, p.message, seconds) for p in problems]
     return merged, rows
 
