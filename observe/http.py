@@ -124,6 +124,10 @@ class Credentials(Protocol):
         """The secret values currently in use, to scrub from messages."""
         ...
 
+    def describe(self) -> str:
+        """Where these credentials and their TLS settings come from, for messages (never a value)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
@@ -283,7 +287,11 @@ async def fetch(
     deadline = time.monotonic() + cfg.timeout
     for attempt in range(2):  # at most one retry, after a 401 with credentials that may change
         try:
-            auth = await credentials.request_auth() if credentials is not None else RequestAuth(auth_headers(cfg))
+            auth = (
+                await credentials.request_auth()
+                if credentials is not None
+                else RequestAuth(auth_headers(cfg))
+            )
         except ConfigError as exc:
             raise TransportError(redact(f"{where}: {exc}", cfg, credentials), reason=FAIL_AUTH) from exc
         remaining = deadline - time.monotonic()
@@ -378,7 +386,12 @@ async def _fetch_once(
 
 
 def _translate(
-    exc: BaseException, where: str, cfg: HTTPClientOptions, *, https: bool, credentials: Credentials | None = None
+    exc: BaseException,
+    where: str,
+    cfg: HTTPClientOptions,
+    *,
+    https: bool,
+    credentials: Credentials | None = None,
 ) -> TransportError | None:
     """The TransportError for a third-party exception, or None for one that is not ours to translate."""
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError, and aiohttp's Server/ConnectionTimeoutError
@@ -387,13 +400,36 @@ def _translate(
             reason=FAIL_TIMEOUT,
         )
     tls_error = _tls_cause(exc)
+    if tls_error is not None and credentials is not None:
+        # The CA and client certificate are the credentials' (a kubeconfig's), not a `tls:` section's.
+        cause = (
+            tls_error.certificate_error
+            if isinstance(tls_error, aiohttp.ClientConnectorCertificateError)
+            else tls_error
+        )
+        what = (
+            f"certificate verification failed: {cause.verify_message}"
+            if isinstance(cause, ssl.SSLCertVerificationError) and cause.verify_message
+            else _first_line(cause)
+        )
+        return TransportError(
+            redact(
+                f"{where}: TLS failed: {what} (check the TLS settings of {credentials.describe()})",
+                cfg,
+                credentials,
+            ),
+            reason=FAIL_TLS,
+        )
     if tls_error is not None:
         return TransportError(
-            redact(f"{where}: TLS failed: {_tls_reason(tls_error, cfg.tls)}", cfg, credentials), reason=FAIL_TLS
+            redact(f"{where}: TLS failed: {_tls_reason(tls_error, cfg.tls)}", cfg, credentials),
+            reason=FAIL_TLS,
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TransportError(
-            redact(f"{where}: the response body was cut short or malformed: {_first_line(exc)}", cfg, credentials),
+            redact(
+                f"{where}: the response body was cut short or malformed: {_first_line(exc)}", cfg, credentials
+            ),
             reason=FAIL_BAD_RESPONSE,
         )
     if isinstance(exc, aiohttp.ClientResponseError):  # not valid HTTP, or too many redirects
@@ -422,7 +458,9 @@ def _translate(
     if isinstance(exc, aiohttp.InvalidURL):
         return TransportError(f"{where}: not a usable URL", reason=FAIL_UNREACHABLE)
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return TransportError(redact(f"{where}: {_first_line(exc)}", cfg, credentials), reason=FAIL_UNREACHABLE)
+        return TransportError(
+            redact(f"{where}: {_first_line(exc)}", cfg, credentials), reason=FAIL_UNREACHABLE
+        )
     return None
 
 

@@ -9,7 +9,7 @@ labelled `argocd.argoproj.io/secret-type: cluster` with keys `name`, `server` an
     awsAuthConfig        clusterName, roleARN: Argo CD's own AWS signer; not supported here (reported)
 
 Each secret becomes a kubeconfig of one context under `data_dir/discovered/argocd/` (0600: it holds the
-credentials), read by observe/kube/kubeconfig.py like any other; a secret that cannot be used is reported
+credentials; named by its content, so a rotated token restarts the cluster with it), read by observe/kube/kubeconfig.py like any other; a secret that cannot be used is reported
 by name and the others go on.
 """
 
@@ -24,7 +24,7 @@ import yaml
 from observe.config import ArgoCDDiscovery
 from observe.discovery.management import decode_data, list_secrets, object_name
 from observe.discovery.model import Found, Problem
-from observe.discovery.template import build_cluster, cluster_name, write_private
+from observe.discovery.template import build_cluster, cluster_name, credentials_file, remove_unused
 from observe.errors import ObserveError
 
 __all__ = ["LABEL", "discover_argocd", "kubeconfig_of"]
@@ -41,16 +41,20 @@ async def discover_argocd(cfg: ArgoCDDiscovery, data_dir: Path) -> Found:
     except ObserveError as exc:
         found.error = str(exc)
         return found
+    directory = data_dir / "discovered" / SOURCE
+    written: set[Path] = set()
     for secret in secrets:
         namespace, name, labels, annotations = object_name(secret)
         where = f"secret {namespace or cfg.namespace}/{name}"
         try:
             cluster, kubeconfig = kubeconfig_of(secret)
-            path = write_private(data_dir / "discovered" / SOURCE / f"{cluster_name(name)}.kubeconfig", kubeconfig)
+            path = credentials_file(directory, cluster_name(name), kubeconfig)
+            written.add(path)
             k8s = {"kubeconfig": str(path), "context": cluster_name(cluster)}
             found.clusters.append(build_cluster(cluster, cfg.template, k8s, labels=labels, annotations=annotations))
         except ValueError as exc:
             found.problems.append(Problem(SOURCE, where, str(exc)))
+    remove_unused(directory, written)
     return found
 
 

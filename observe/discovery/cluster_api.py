@@ -15,7 +15,7 @@ import yaml
 from observe.config import ClusterAPIDiscovery
 from observe.discovery.management import decode_data, list_secrets, object_name
 from observe.discovery.model import Found, Problem
-from observe.discovery.template import build_cluster, cluster_name, write_private
+from observe.discovery.template import build_cluster, cluster_name, credentials_file, remove_unused
 from observe.errors import ObserveError
 
 __all__ = ["discover_cluster_api"]
@@ -28,6 +28,8 @@ SUFFIX = "-kubeconfig"
 async def discover_cluster_api(cfg: ClusterAPIDiscovery, data_dir: Path) -> Found:
     found = Found(SOURCE)
     errors: list[str] = []
+    directory = data_dir / "discovered" / SOURCE
+    written: set[Path] = set()
     for namespace in cfg.namespaces:
         try:
             secrets = await list_secrets(cfg.management, namespace, LABEL)
@@ -47,14 +49,14 @@ async def discover_cluster_api(cfg: ClusterAPIDiscovery, data_dir: Path) -> Foun
                 doc = yaml.safe_load(text)
                 if not isinstance(doc, dict) or not doc.get("current-context"):
                     raise ValueError("data.value is not a kubeconfig with a current-context")
-                path = write_private(
-                    data_dir / "discovered" / SOURCE / f"{cluster_name(namespace + '-' + cluster)}.kubeconfig",
-                    text.encode(),
-                )
+                path = credentials_file(directory, cluster_name(f"{namespace}-{cluster}"), text.encode())
+                written.add(path)
                 k8s = {"kubeconfig": str(path), "context": str(doc["current-context"])}
                 found.clusters.append(build_cluster(cluster, cfg.template, k8s, labels=labels, annotations=annotations))
             except (ValueError, yaml.YAMLError) as exc:
                 found.problems.append(Problem(SOURCE, where, str(exc)))
     if errors:
         found.error = "; ".join(errors)
+    else:
+        remove_unused(directory, written)
     return found

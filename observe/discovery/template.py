@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from observe.config import ClusterConfig, ClusterTemplate
 
-__all__ = ["build_cluster", "cluster_name", "write_private"]
+__all__ = ["build_cluster", "cluster_name", "credentials_file", "remove_unused", "write_private"]
 
 _BAD: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -51,6 +52,22 @@ def build_cluster(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
         raise ValueError(f"{where or 'cluster'}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def credentials_file(directory: Path, stem: str, data: bytes) -> Path:
+    """`data` (a kubeconfig with credentials) written as `<stem>-<digest>.kubeconfig`: named by content, so
+    a rotated token is a new path, a changed cluster config, and the cluster restarts with it."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return write_private(directory / f"{stem}-{digest}.kubeconfig", data)
+
+
+def remove_unused(directory: Path, keep: set[Path]) -> None:
+    """Delete the credential files of this inventory that no cluster uses any more."""
+    if not directory.is_dir():
+        return
+    for path in directory.glob("*.kubeconfig"):
+        if path not in keep:
+            path.unlink(missing_ok=True)
 
 
 def write_private(path: Path, data: bytes) -> Path:

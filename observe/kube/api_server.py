@@ -104,9 +104,11 @@ class APIServer:
             str(doc.get("message") or doc.get("reason") or "no message"), _NO_AUTH, self.credentials
         )
         path = URL(url).path if isinstance(url, str) else url.path
+        if status == 401:
+            return f"the API server did not accept our credentials: {message} ({self.credentials.origin})"
         m = _PROXY_PATH.search(path)
         if m is None:
-            return f"the API server refused: {message}"
+            return f"the API server refused: {message} ({self.credentials.origin})"
         namespace, kind, segment = m.group(1), m.group(2), m.group(3)
         verb = _VERBS.get(method.upper(), method.lower())
         if status == 403:
@@ -115,8 +117,6 @@ class APIServer:
                 f"resourceNames [{segment!r}] in namespace {namespace!r}: the resource name is the whole "
                 f"segment; {self.credentials.origin})"
             )
-        if status == 401:
-            return f"the API server did not accept our credentials: {message} ({self.credentials.origin})"
         if status == 404:
             return (
                 f"the API server has no such {kind[:-1]}: {message} (check the service's namespace/name:port)"

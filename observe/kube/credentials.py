@@ -84,6 +84,9 @@ class KubeCredentials:
             values.extend(self.exec_cache.current_secrets())
         return values + [f"Bearer {v}" for v in values]
 
+    def describe(self) -> str:
+        return self.origin
+
     def _context(self, cert: tuple[bytes, bytes] | None) -> ssl.SSLContext:
         where = self.origin
         try:

@@ -45,6 +45,15 @@ EXPECTED: dict[str, list[str]] = {
     "remote_write_backoff.yaml": [
         "central.remote_write: need 0 < min_backoff <= max_backoff, got 1m and 30s"
     ],
+    "service_without_kubernetes.yaml": [
+        "clusters[0].prometheus.service: needs clusters[0].kubernetes (a kubeconfig or api_server)"
+    ],
+    "url_and_service.yaml": ["clusters[0].prometheus: give exactly one of url or service"],
+    "kubernetes_two_ways.yaml": ["clusters[0].kubernetes: give exactly one of kubeconfig or api_server"],
+    "bad_service_ref.yaml": ["clusters[0].loki.service: 'logging/Loki': service name 'Loki' is not a DNS label"],
+    "service_with_own_token.yaml": [
+        "clusters[0].prometheus: service: the API server proxy takes the cluster's kubernetes credentials"
+    ],
 }
 
 
