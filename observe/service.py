@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import generate_latest
 
@@ -34,7 +34,9 @@ from observe.queue.cleanup import remove_cluster_state
 from observe.server import StatusServer
 from observe.sinks.delivery import Delivery
 from observe.telemetry import Telemetry
-from observe.telemetry.own_logs import OwnLogsHandler, ship_own_logs, stop_shipping
+
+if TYPE_CHECKING:
+    from observe.telemetry.own_logs import OwnLogsHandler
 
 __all__ = ["Collector", "CycleReport", "ReloadReport"]
 
@@ -138,7 +140,11 @@ class Collector:
                 self.cfg, telemetry=self.telemetry, before_snapshot=self.refresh_gauges
             )
             self._add(self._own)
-        self._own_logs = ship_own_logs(self.cfg)
+        if self.cfg.central.loki is not None and self.cfg.logs.ship_own_logs:
+            # requests and the Loki handler are ~20 MiB of imports: loaded only when the logs are shipped
+            from observe.telemetry.own_logs import ship_own_logs
+
+            self._own_logs = ship_own_logs(self.cfg)
         for key, drain in self._drains.items():
             drain.task = asyncio.create_task(self._supervise(key, drain))
         if self.serve_http:
@@ -395,8 +401,11 @@ class Collector:
             self._http = None
         for pipeline in self.pipelines.values():
             await pipeline.close()
-        stop_shipping(self._own_logs)
-        self._own_logs = None
+        if self._own_logs is not None:
+            from observe.telemetry.own_logs import stop_shipping
+
+            stop_shipping(self._own_logs)
+            self._own_logs = None
         for key, drain in self._drains.items():
             if drain.task is not None:
                 drain.task.cancel()
