@@ -57,7 +57,8 @@ class KubernetesConfig(ConfigModel):
         if (self.kubeconfig is None) == (self.api_server is None):
             raise ValueError("give exactly one of kubeconfig or api_server")
         if self.kubeconfig is not None:
-            given = [k for k in ("bearer_token_file", "bearer_token_env", "tls") if k in self.model_fields_set]
+            given = [k for k in ("bearer_token_file", "bearer_token_env") if getattr(self, k) is not None]
+            given += ["tls"] if self.tls != TLSConfig() else []
             if given:
                 raise ValueError(
                     f"{', '.join(given)}: with kubeconfig the credentials and TLS settings come from the "
@@ -81,7 +82,8 @@ def _check_target(src: HTTPClientOptions, url: str | None, service: str | None) 
     if (url is None) == (service is None):
         raise ValueError("give exactly one of url or service")
     if service is None:
-        extra = [k for k in ("scheme", "pin_pod") if k in src.model_fields_set]
+        # by value, not by what was written: a config dumped and validated again must pass as it did
+        extra = [k for k, default in (("scheme", "http"), ("pin_pod", False)) if getattr(src, k, default) != default]
         if extra:
             raise ValueError(f"{', '.join(extra)}: only with service")
     elif src.has_own_auth():
