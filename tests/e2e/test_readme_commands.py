@@ -44,7 +44,7 @@ def test_the_two_commands_are_the_scripts_ci_runs() -> None:
 @pytest.mark.real_server  # the demo's optional centre is not used here, but its run takes ~30s
 def test_scripts_demo_runs_as_the_readme_shows(tmp_path: Path) -> None:
     shorter = next(line for line in shell_lines() if line.startswith("observe demo --duration"))
-    args = shlex.split(shorter)[2:] + ["--data-dir", str(tmp_path / "data")]
+    args = [*shlex.split(shorter)[2:], "--data-dir", str(tmp_path / "data")]
     done = subprocess.run(
         [str(ROOT / "scripts" / "demo"), *args], capture_output=True, text=True, timeout=240, cwd=tmp_path
     )
