@@ -87,6 +87,7 @@ class KubeconfigDiscovery(ConfigModel):
     exclude: list[str] = Field(default_factory=list)
     """Context-name globs to leave out (exclude wins)."""
     template: ClusterTemplate = ClusterTemplate()
+    """How each context's Prometheus and Loki are reached, and its labels."""
 
 
 class ArgoCDDiscovery(ConfigModel):
@@ -97,6 +98,7 @@ class ArgoCDDiscovery(ConfigModel):
     management: KubernetesConfig = Field(default_factory=in_cluster)
     """How to reach the management cluster's API server (default: in-cluster, the pod's service account)."""
     template: ClusterTemplate = ClusterTemplate()
+    """How each secret's cluster has its Prometheus and Loki reached, and its labels."""
 
 
 class ClusterAPIDiscovery(ConfigModel):
@@ -105,11 +107,15 @@ class ClusterAPIDiscovery(ConfigModel):
     management: KubernetesConfig = Field(default_factory=in_cluster)
     """How to reach the management cluster's API server (default: in-cluster)."""
     template: ClusterTemplate = ClusterTemplate()
+    """How each secret's cluster has its Prometheus and Loki reached, and its labels."""
 
 
 class DiscoveryConfig(ConfigModel):
     refresh: Duration = 30.0
     """How often every inventory is read again; a cluster that appears is pulled within a cycle of that."""
     kubeconfig: KubeconfigDiscovery | None = None
+    """One cluster per context of a kubeconfig file."""
     argocd: ArgoCDDiscovery | None = None
+    """Argo CD's cluster secrets in the management cluster."""
     cluster_api: ClusterAPIDiscovery | None = None
+    """Cluster API's `<cluster>-kubeconfig` secrets (admin credentials: prefer scoped tokens)."""

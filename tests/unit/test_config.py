@@ -170,7 +170,7 @@ def test_file_secret_is_reread_when_rotated(tmp_path: Path) -> None:
 
 def test_example_config_loads() -> None:
     cfg = load_config(Path(__file__).parent.parent.parent / "deploy" / "observe.example.yaml")
-    assert [c.name for c in cfg.clusters] == ["prod-eu-1", "prod-us-1", "edge-onprem-1"]
+    assert [c.name for c in cfg.clusters] == ["prod-eu-1", "prod-us-1", "edge-onprem-1", "edge-onprem-2"]
 
 
 @pytest.mark.parametrize(
