@@ -4,6 +4,7 @@
     http_client.py  how to reach one HTTP server: HTTPClientConfig (HTTPClientOptions + url), BasicAuth, TLSConfig
     fleet.py        Config, the clusters and their sources, the central sinks, queue and logs
     alerts.py       the generators' settings: GrafanaConfig, AlertsConfig
+    kubernetes.py   `clusters[].kubernetes`: a kubeconfig context, or an API server URL with its credentials
     discovery.py    `discovery:`: clusters from a kubeconfig, Argo CD, Cluster API, and their template
     loader.py       load_config / parse_config: YAML, `${VAR}`, validation, cross-field and service checks
     reference.py    the model described: `observe config schema` (JSON Schema), the README's reference
@@ -23,7 +24,6 @@ from observe.config.fleet import (
     CentralConfig,
     ClusterConfig,
     Config,
-    KubernetesConfig,
     LogsConfig,
     LokiPushConfig,
     LokiSourceConfig,
@@ -35,12 +35,9 @@ from observe.config.fleet import (
     RemoteWriteConfig,
 )
 from observe.config.http_client import BasicAuth, HTTPClientConfig, HTTPClientOptions, TLSConfig
+from observe.config.kubernetes import KubernetesConfig
 from observe.config.loader import load_config, parse_config, require_service_config, service_problems
 from observe.config.types import LABEL_NAME, Duration, HttpUrl, Size
-
-# Config.discovery names a model defined after Config's module (config/discovery.py needs fleet.py's
-# KubernetesConfig): resolve it now that both are loaded.
-Config.model_rebuild(_types_namespace={"DiscoveryConfig": DiscoveryConfig})
 
 __all__ = [
     "LABEL_NAME",

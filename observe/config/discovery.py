@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from observe.config.fleet import KubernetesConfig
+from observe.config.kubernetes import KubernetesConfig
 from observe.config.types import LABEL_NAME, ConfigModel, Duration
 
 __all__ = [

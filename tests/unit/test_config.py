@@ -251,6 +251,6 @@ def test_run_and_check_accept_it_at_load(tmp_path: Path) -> None:
 
 
 def test_the_package_exports_exactly_its_public_names() -> None:
-    modules = {"alerts", "discovery", "fleet", "http_client", "loader", "reference", "types"}
+    modules = {"alerts", "discovery", "fleet", "http_client", "kubernetes", "loader", "reference", "types"}
     public = {n for n in vars(observe.config) if not n.startswith("_")} - modules - {"annotations"}
     assert set(observe.config.__all__) == public
