@@ -128,3 +128,42 @@ def test_static_clusters_win_a_name_clash_and_the_clash_is_reported(tmp_path: Pa
     assert [c.name for c in merged.clusters] == ["prod-eu-1", "prod-us-1"]
     assert merged.clusters[0].prometheus is not None and merged.clusters[0].prometheus.url == "http://127.0.0.1:1"
     assert [str(p) for p in problems] == ["kubeconfig: cluster 'prod-eu-1': the name is taken (by clusters): skipped"]
+
+
+async def test_cluster_api_kubeconfig_secrets_in_the_namespaces_given(tmp_path: Path) -> None:
+    from observe.discovery.cluster_api import discover_cluster_api
+    from tests.kube_api_fake import FakeKubeAPI, Rule
+
+    api = FakeKubeAPI().start()
+    try:
+        api.grant("mgmt", "observe", Rule(("list",), "secrets", (), "capi"))
+        (tmp_path / "token").write_text("mgmt")
+        workload = yaml.safe_load(kubeconfig(tmp_path / "w", ["wl-admin@wl"]).read_text())
+        workload["current-context"] = "wl-admin@wl"
+        label = {"cluster.x-k8s.io/cluster-name": "wl", "region": "eu"}
+        api.put_secret("capi", "wl-kubeconfig", {"value": base64.b64encode(yaml.safe_dump(workload).encode()).decode()}, label)
+        api.put_secret("capi", "wl-ca", {"tls.crt": "eA=="}, label)  # the cluster's other secrets: not clusters
+        api.put_secret("capi", "broken-kubeconfig", {"value": base64.b64encode(b"just text").decode()},
+                       {"cluster.x-k8s.io/cluster-name": "broken"})  # fmt: skip
+        cfg = parse_config({"data_dir": str(tmp_path / "data"), "discovery": {"cluster_api": {
+            "namespaces": ["capi"], "template": TEMPLATE,
+            "management": {"api_server": api.url, "bearer_token_file": str(tmp_path / "token")},
+        }}})  # fmt: skip
+        assert cfg.discovery is not None and cfg.discovery.cluster_api is not None
+        found = await discover_cluster_api(cfg.discovery.cluster_api, cfg.data_dir)
+        assert found.error is None
+        assert [c.name for c in found.clusters] == ["wl"]
+        k = found.clusters[0].kubernetes
+        assert k is not None and k.context == "wl-admin@wl" and k.kubeconfig is not None
+        assert oct(k.kubeconfig.stat().st_mode & 0o777) == "0o600"  # it holds the admin credentials
+        assert [(p.object, p.message) for p in found.problems] == [
+            ("secret capi/broken-kubeconfig", "data.value is not a kubeconfig with a current-context")
+        ]
+        # a namespace the token may not list: an error naming it, no clusters invented
+        cfg2 = parse_config({**cfg.model_dump(mode="json"), "discovery": {"cluster_api": {
+            **cfg.model_dump(mode="json")["discovery"]["cluster_api"], "namespaces": ["other"]}}})  # fmt: skip
+        assert cfg2.discovery is not None and cfg2.discovery.cluster_api is not None
+        denied = await discover_cluster_api(cfg2.discovery.cluster_api, cfg2.data_dir)
+        assert denied.error is not None and "403" in denied.error and denied.clusters == []
+    finally:
+        api.stop()
