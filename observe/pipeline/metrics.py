@@ -162,7 +162,8 @@ class MetricsPipeline:
         duration = time.monotonic() - start
         self.telemetry.pull_succeeded(self.cluster, self.source, duration=duration, at=time.time())
         self.telemetry.metrics_pulled(
-            self.cluster, series=batch.series, queued=batch.samples - batch.stale, stale=batch.stale,
+            self.cluster, series=batch.series, samples=batch.series, queued=batch.samples - batch.stale,
+            stale=batch.stale,
             relabel_dropped=batch.dropped_by_relabel,
         )  # fmt: skip
         self._last = MetricsOutcome(

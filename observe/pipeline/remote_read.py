@@ -243,7 +243,8 @@ class RemoteReadPipeline:
                 self.cluster, self.source, duration=result.duration, at=result.finished_at
             )
             self.telemetry.metrics_pulled(
-                self.cluster, series=result.series, queued=result.samples - result.stale, stale=result.stale,
+                self.cluster, series=result.series, samples=result.samples, queued=result.samples - result.stale,
+                stale=result.stale,
                 relabel_dropped=0,
             )  # fmt: skip
         self._last = result

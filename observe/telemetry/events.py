@@ -250,12 +250,13 @@ class Telemetry:
         )
 
     def metrics_pulled(
-        self, cluster: str, *, series: int, queued: int, stale: int, relabel_dropped: int
+        self, cluster: str, *, series: int, samples: int, queued: int, stale: int, relabel_dropped: int
     ) -> None:
-        """A metrics cycle queued `queued` fresh samples of `series` series (and `stale` markers)."""
+        """A metrics cycle read `samples` samples of `series` series and queued `queued` fresh ones (and
+        `stale` markers). Federation reads one sample per series; remote-read every one since the cursor."""
         self.cluster_up.labels(cluster).set(1)
         self.series_pulled.labels(cluster).set(series)
-        self.samples_pulled.labels(cluster).inc(series)
+        self.samples_pulled.labels(cluster).inc(samples)
         self.samples_queued.labels(cluster).inc(queued)
         self.stale_markers.labels(cluster).inc(stale)
         self.relabel_dropped.labels(cluster).inc(relabel_dropped)
