@@ -163,11 +163,12 @@ def test_service_endpoints_json_logs_and_sigterm(tmp_path: Path, fleet: tuple[Se
         with urllib.request.urlopen(proc.url + "/readyz", timeout=5) as resp:
             assert resp.status == 200
         doc = wait_until(
-            lambda: (d := proc.status())["clusters"]["gone"]["prometheus"]["last_finished"] and d,
+            lambda: all((d := proc.status())["clusters"][c]["prometheus"]["last_finished"] for c in ("gone", "alpha"))
+            and d,
             15,
-            message="a finished cycle in /status",
+            message="a finished cycle of both clusters in /status",
         )
-        assert doc["clusters"]["alpha"]["prometheus"]["up"] is True
+        assert doc["clusters"]["alpha"]["prometheus"]["up"] is True, doc["clusters"]["alpha"]
         assert doc["clusters"]["alpha"]["prometheus"]["series"] > 40
         assert doc["clusters"]["gone"]["prometheus"]["up"] is False
         assert doc["clusters"]["gone"]["prometheus"]["last_reason"] == "unreachable"
