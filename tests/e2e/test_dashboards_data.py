@@ -121,6 +121,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, Se
         wait_until(
             lambda: len(prom_query(central, q)) >= len(CLUSTERS), 30, 0.5, "self-metrics at the centre"
         )
+        # ...and two scrapes' worth of the send histogram, which the first shipment of self-metrics may precede
+        sends = f"sum by (sink) (rate(observe_send_duration_seconds_count[{WINDOW}]))"
+        wait_until(lambda: prom_query(central, sends), 30, 0.5, "send durations at the centre")
         try:
             wait_until(
                 lambda: len(prom_query(central, "cluster:kube_pod_resource_requests:sum")) >= 3, 30, 0.5
