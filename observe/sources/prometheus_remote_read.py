@@ -54,7 +54,13 @@ from observe.protocol.remote_read import (
     encode_read_request,
 )
 from observe.protocol.series_selector import Matcher, parse_selector
-from observe.protocol.xor_chunk import ENCODING_FLOAT_HISTOGRAM, ENCODING_HISTOGRAM, XorChunkError, decode_xor
+from observe.protocol.xor_chunk import (
+    ENCODING_FLOAT_HISTOGRAM,
+    ENCODING_HISTOGRAM,
+    ENCODING_XOR,
+    XorChunkError,
+    decode_xor,
+)
 from observe.reasons import FAIL_BAD_RESPONSE, FAIL_TOO_LARGE
 from observe.replies import classify
 
@@ -198,7 +204,7 @@ class PrometheusRemoteReadSource:
                 for chunk in series.chunks:
                     if chunk.max_time_ms <= start_ms or chunk.min_time_ms > end_ms:
                         continue
-                    if chunk.type != 1:  # XOR: the only float encoding
+                    if chunk.type != ENCODING_XOR:  # the only float encoding
                         name = _ENCODING_NAMES.get(chunk.type, f"unknown_{chunk.type}")
                         skipped[name] = skipped.get(name, 0) + 1
                         continue
