@@ -1,7 +1,8 @@
 """What remote-read costs the source Prometheus and the collector, against `/federate`, in one run.
 
     .venv/bin/python -m bench.remote_read_vs_federate [--series 30000] [--minutes 20] [--max-window 300]
-        [--steady-interval 30] [--pulls 10] [--vmagent-interval 3] [--vmagent-scrapes 8]
+        [--steady-interval 30] [--steady-warmup 2] [--steady-cycles 3] [--pulls 10] [--vmagent-interval 3]
+        [--vmagent-scrapes 8]
 
 One real Prometheus 2.42 (the source, external labels `cluster`, `prometheus`) is given `--series` series
 with the label sets of a simulated Kubernetes cluster (observe/demo/fleet.py), written through its
@@ -30,7 +31,14 @@ VictoriaMetrics; samples delivered are the rows it inserted (`vm_rows_inserted_t
    cursor, and `observe run --once` goes on from it: what a normal cycle costs, where the per-series
    work (index lookup, labels, one frame) is spread over a few samples only. Prometheus 2.42 trims a
    head chunk to the query's range (it decodes and re-encodes it: source CPU per sample), so the
-   collector decodes only the window's samples; the "chunks" line shows it.
+   collector decodes only the window's samples; the "chunks" line shows it. These `--once` runs are cold
+   (a new process: its label cache empty), so their collector figures are an upper bound; their source
+   figures are what a cycle of that length costs the source, warm or cold.
+6. remote-read steady state, warm: a long-running `observe run` every `--steady-interval`, with the next
+   samples written as they fall due (each 15s grid point once all its phases have passed), measured over
+   `--steady-cycles` cycles after `--steady-warmup`, from an idle collector (queue drained) to an idle
+   collector: what a collector that has been running costs per sample, like vmagent's measured scrapes.
+   The source also ingests the writes then, so its CPU is not counted in these rows.
 
 The machine is shared and noisy: read the ratios, and run it twice.
 """
@@ -47,6 +55,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -352,6 +361,78 @@ class Bench:
         return Row("vmagent stream_parse", r1 - r0, self.data.series, source_cpu=src, collector_cpu=c1 - c0,
                    peak_rss=rss)  # fmt: skip
 
+    def observe_warm(self, name: str, *, data_dir: Path, accepted: tuple[int, ...]) -> Row:
+        """A long-running `observe run` at `--steady-interval`, measured over `--steady-cycles` cycles after
+        `--steady-warmup` ones (the first reads the gap since the backfill and fills the label cache), while
+        a writer thread adds each 15s sample of every series once all its phases have passed, as scrapes
+        would. CPU and delivered rows are read with the collector idle (the queue drained) at both ends;
+        the source is busy with the writes too, so its CPU is not counted in this row."""
+        a, data = self.args, self.data
+        stop = threading.Event()
+
+        def write_due() -> None:
+            while not stop.is_set():
+                now_ms = time.time() * 1000
+                last = data.written[-1]
+                ks = [k for k in range(last + 1, last + 200) if data.grid_ms(k) + SCRAPE_MS <= now_ms]
+                if ks:
+                    data.write(self.src, ks)
+                stop.wait(0.5)
+
+        writer = threading.Thread(target=write_due, name="scrapes", daemon=True)
+        writer.start()
+        listen = f"127.0.0.1:{free_port()}"
+        cfg = {
+            "interval": f"{a.steady_interval:g}s", "data_dir": str(data_dir), "listen": listen, "self_metrics": False,
+            # a sample is written up to 15s after its timestamp (its phase): read only behind that
+            "remote_read": {"safety_lag": "20s", "max_window": f"{a.max_window:g}s", "backfill_limit": "3600s"},
+            "clusters": [{"name": "src", "prometheus": {
+                "url": self.src.url, "protocol": "remote_read", "match": [SELECT_ALL],
+                "timeout": f"{a.steady_interval * 0.9:g}s",
+            }}],
+            "central": {"remote_write": {"url": self.vm.url + "/api/v1/write"}},
+        }  # fmt: skip
+        path = self.tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        argv = [sys.executable, "-c", _LAUNCH, ",".join(map(str, accepted)),
+                "--log-level", "warning", "run", "-c", str(path)]  # fmt: skip
+        with open(self.tmp / f"{name}.log", "wb") as out:
+            proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://{listen}/metrics"
+        try:
+            limit = a.steady_interval * (a.steady_warmup + a.steady_cycles + 4) + 120
+            deadline = time.monotonic() + limit
+            self._cycles_done(url, proc, a.steady_warmup, deadline)
+            rows0, cpu0 = vm_rows_settled(self.vm), cpu_seconds(proc.pid)
+            self._cycles_done(url, proc, a.steady_warmup + a.steady_cycles, deadline)
+            rows1, cpu1 = vm_rows_settled(self.vm), cpu_seconds(proc.pid)
+            rss = peak_rss_bytes(proc.pid)
+        finally:
+            stop.set()
+            stop_process(proc, 60)
+            writer.join(60)
+        return Row(name, rows1 - rows0, data.series, collector_cpu=cpu1 - cpu0, peak_rss=rss)
+
+    @staticmethod
+    def _cycles_done(url: str, proc: subprocess.Popen[bytes], n: int, deadline: float) -> None:
+        """Wait until observe has finished `n` pull cycles (observe_pull_duration_seconds_count)."""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"observe exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(url, timeout=10) as resp:
+                    text = resp.read().decode()
+            except OSError:
+                text = ""
+            done = sum(
+                float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("observe_pull_duration_seconds_count") and 'source="prometheus"' in line
+            )  # fmt: skip
+            if done >= n:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"observe did not finish {n} cycles in time")
+
     def chunk_overhead(self, start_ms: int, end_ms: int) -> tuple[float, float]:
         """(samples in the chunks the source sent, samples inside the window), per series, for one window."""
         q = [Query(start_ms + 1, end_ms, parse_selector(SELECT_ALL))]
@@ -446,9 +527,15 @@ def phases(bench: Bench, tmp: Path) -> list[Row]:
     for kind, label in (("xor", "streamed XOR"), ("samples", "SAMPLES")):
         got = bench.observe_once(f"rr-{kind}-steady", protocol="remote_read", data_dir=dirs[kind],
                                  accepted=accepted[kind], interval=a.steady_interval)  # fmt: skip
-        rows.append(observe_row(f"remote-read {label} {a.steady_interval:g}s cycle", got))
+        rows.append(observe_row(f"remote-read {label} {a.steady_interval:g}s cold", got))
     window_end = data.grid_ms(ks[-1]) + SCRAPE_MS
     in_chunks, inside = bench.chunk_overhead(data.grid_ms(ks[0]) - 1, window_end)
+
+    print(f"remote-read steady state, warm: `observe run` every {a.steady_interval:g}s, {a.steady_cycles} cycles "
+          f"measured after {a.steady_warmup}, new samples written as they fall due ...", flush=True)  # fmt: skip
+    for kind, label in (("xor", "streamed XOR"), ("samples", "SAMPLES")):
+        rows.append(bench.observe_warm(f"remote-read {label} {a.steady_interval:g}s warm", data_dir=dirs[kind],
+                                       accepted=accepted[kind]))  # fmt: skip
 
     print()
     print_table(rows)
@@ -505,8 +592,9 @@ def report(
     for r in rows:
         if not r.name.startswith(("remote-read", "observe")):
             continue
-        src = (r.per_million(r.source_cpu) or 0.0) / fed_pm
-        line = f"{r.name:<34} source/federate per sample {src:5.2f} (target <= 0.3)"
+        src = r.per_million(r.source_cpu)
+        shown = "    -" if src is None else f"{src / fed_pm:5.2f}"
+        line = f"{r.name:<34} source/federate per sample {shown} (target <= 0.3)"
         if vm_pm:
             coll = (r.per_million(r.collector_cpu) or 0.0) / vm_pm
             line += f"   collector/vmagent CPU per sample {coll:5.2f} (target <= 1.0)"
@@ -524,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-window", type=float, default=300.0, help="observe's remote_read.max_window, seconds"
     )
     p.add_argument("--steady-interval", type=float, default=30.0, help="the steady-state cycle, seconds")
+    p.add_argument("--steady-warmup", type=int, default=2, help="warm run: cycles before the measured ones")
+    p.add_argument("--steady-cycles", type=int, default=3, help="warm run: cycles measured")
     p.add_argument("--pulls", type=int, default=10, help="federate GETs to time the source's cost per pull")
     p.add_argument("--vmagent-interval", type=float, default=3.0, help="vmagent's scrape_interval, seconds")
     p.add_argument(

@@ -106,10 +106,10 @@ async def _probe_remote_read(
         return ProbeResult(cluster, endpoint, url, False, str(exc), time.monotonic() - started), False
     skipped = sum(read.chunks_skipped.values())
     detail = (
-        f"{len(read.series)} series, {read.samples} samples in the last minute ({read.response_type})"
+        f"{read.series_count} series, {read.samples} samples in the last minute ({read.response_type})"
         + (f", {skipped} chunks of other encodings skipped" if skipped else "")
     )
-    if not read.series:
+    if not read.series_count:
         return ProbeResult(
             cluster,
             endpoint,

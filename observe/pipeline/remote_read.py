@@ -40,7 +40,7 @@ import aiohttp
 from observe.config import ClusterConfig, Config, RemoteReadConfig
 from observe.errors import QueueError, SourceError
 from observe.http import new_session, safe_url
-from observe.model import METRICS, Labels, Signal, is_stale_nan
+from observe.model import METRICS, Signal
 from observe.pipeline.base import (
     DeliveryPlan,
     append_cycle,
@@ -49,14 +49,16 @@ from observe.pipeline.base import (
     open_queue,
 )
 from observe.pipeline.metrics import MetricsOutcome, MetricsPipeline
+from observe.protocol.remote_read import RemoteReadFormatError, decode_series_labels
 from observe.protocol.remote_write import (
     compress,
     encode_labels,
-    encode_series_samples,
     encode_stale_series,
     encode_write_request,
+    series_prefix,
 )
 from observe.queue.durable import DurableQueue
+from observe.reasons import FAIL_BAD_RESPONSE
 from observe.sources.prometheus_remote_read import (
     PrometheusRemoteReadSource,
     ReadResult,
@@ -131,7 +133,7 @@ class RemoteReadPipeline:
         self._active = 0  # the replica that answered last: tried first
         self._window_ms = int(self.read_cfg.max_window * 1000)
         self._position: int | None = None  # the cursor, once loaded
-        self._labels: dict[Labels, bytes] = {}
+        self._labels: dict[bytes, bytes] = {}  # the source's label bytes -> ours (or _DROPPED)
         self._newest: dict[bytes, int] = {}  # encoded labels -> newest timestamp sent, for `retire`
         self._last: MetricsOutcome = RemoteReadOutcome()
 
@@ -330,26 +332,34 @@ class RemoteReadPipeline:
     # -- one window -----------------------------------------------------------------------------------------
     def _queue_window(self, read: ReadResult, result: RemoteReadOutcome) -> None:
         """Encode the window's series and append them as groups: each series in one record per group."""
+        # Imported on first use: NumPy is ~15 MiB a federation-only collector does not pay.
+        from observe.protocol.sample_fields import SampleFields
+
+        fields = SampleFields(read.timestamps, read.values)
+        timestamps = read.timestamps
         max_samples = self.max_samples
         layers: list[list[tuple[bytes, int]]] = [
             []
         ]  # layer i: the i-th piece of each series too long for one
         stale = samples = series = 0
-        for labels, points in read.series:
-            label_bytes = self._encoded(labels)
-            if label_bytes is _DROPPED or not points:
+        start = 0
+        for source_labels, end in zip(read.label_bytes, read.ends, strict=True):
+            first, start = start, end
+            label_bytes = self._encoded(source_labels)
+            if label_bytes is _DROPPED or first == end:
                 continue
             series += 1
-            samples += len(points)
-            stale += sum(1 for value, _ in points if value != value and is_stale_nan(value))
-            for i in range(0, len(points), max_samples):
-                if i // max_samples == len(layers):
+            samples += end - first
+            stale += fields.stale(first, end)
+            for layer, i in enumerate(range(first, end, max_samples)):
+                j = min(i + max_samples, end)
+                if layer == len(layers):
                     layers.append([])
-                piece = points[i : i + max_samples]
-                self._newest[label_bytes] = piece[-1][1]
-                layers[i // max_samples].append((encode_series_samples(label_bytes, piece), len(piece)))
-        for layer in layers:  # one group each: a later piece of a series waits for the earlier one's ack
-            append_cycle(self.queue, _records(layer, max_samples))
+                self._newest[label_bytes] = timestamps[j - 1]
+                body = fields.take(i, j)
+                layers[layer].append((series_prefix(label_bytes, len(body)) + body, j - i))
+        for group in layers:  # one group each: a later piece of a series waits for the earlier one's ack
+            append_cycle(self.queue, _records(group, max_samples))
         result.series = max(result.series, series)
         result.samples += samples
         result.stale += stale
@@ -358,10 +368,18 @@ class RemoteReadPipeline:
             chunks_skipped=read.chunks_skipped,
         )  # fmt: skip
 
-    def _encoded(self, labels: Labels) -> bytes:
-        got = self._labels.get(labels)
+    def _encoded(self, source_labels: bytes) -> bytes:
+        """The series' labels as we send them (replica label dropped, normalized, relabeled, encoded),
+        cached by the source's own bytes for them: a known series costs one dict lookup."""
+        got = self._labels.get(source_labels)
         if got is not None:
             return got
+        try:
+            labels = decode_series_labels(source_labels)
+        except RemoteReadFormatError as exc:
+            raise SourceError(
+                f"cluster {self.cluster!r}: malformed remote-read response: {exc}", reason=FAIL_BAD_RESPONSE
+            ) from exc
         source = dict(labels)
         if self.replica_label is not None:
             source.pop(self.replica_label, None)
@@ -372,7 +390,7 @@ class RemoteReadPipeline:
             encoded = encode_labels(tuple(sorted((k, v) for k, v in final.items() if v != "")))
         if len(self._labels) >= _MAX_LABEL_CACHE:
             self._labels.clear()
-        self._labels[labels] = encoded
+        self._labels[source_labels] = encoded
         return encoded
 
     def status(self) -> dict[str, object]:
@@ -401,7 +419,9 @@ class RemoteReadPipeline:
         now_ms = int(self.clock() * 1000)
         series = [encode_stale_series(lb, max(now_ms, ts + 1)) for lb, ts in self._newest.items()]
         for i in range(0, len(series), self.max_samples):
-            append_cycle(self.queue, _records([(s, 1) for s in series[i : i + self.max_samples]], self.max_samples))
+            append_cycle(
+                self.queue, _records([(s, 1) for s in series[i : i + self.max_samples]], self.max_samples)
+            )
         self.telemetry.metrics_unreachable(self.cluster, stale=len(series))
         self._newest.clear()
 

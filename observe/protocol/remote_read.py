@@ -47,11 +47,14 @@ from observe.protocol.protobuf_wire import (
     WT_LEN,
     WT_VARINT,
     iter_fields,
+    read_len,
     read_varint,
+    skip_field,
     varint,
 )
 from observe.protocol.remote_write import (
     compress,
+    decode_labels,
     decode_write_request,
     decompress,
     encode_labels,
@@ -69,19 +72,25 @@ __all__ = [
     "Chunk",
     "ChunkedReadDecoder",
     "ChunkedReadResponse",
+    "ChunkedReadScanner",
     "ChunkedSeries",
     "FrameReader",
     "Query",
+    "RawChunkedReadResponse",
+    "RawSeries",
     "ReadHints",
     "RemoteReadFormatError",
     "decode_chunked_body",
     "decode_chunked_read_response",
     "decode_read_request",
     "decode_read_response",
+    "decode_series_labels",
     "encode_chunked_read_response",
     "encode_frame",
     "encode_read_request",
     "encode_read_response",
+    "scan_chunked_body",
+    "scan_chunked_read_response",
 ]
 
 SAMPLES: Final = 0
@@ -148,6 +157,20 @@ class Chunk(NamedTuple):
 class ChunkedSeries(NamedTuple):
     labels: Labels
     chunks: list[Chunk]
+
+
+class RawSeries(NamedTuple):
+    """A ChunkedSeries with its labels as on the wire: `label_bytes` is its run of `labels` fields, the same
+    Label messages in the same field (1) as a remote-write TimeSeries, so a collector can key a cache on
+    the bytes and decode them (`decode_series_labels`) only for a series it has not seen."""
+
+    label_bytes: bytes
+    chunks: list[Chunk]
+
+
+class RawChunkedReadResponse(NamedTuple):
+    query_index: int
+    series: list[RawSeries]
 
 
 class ChunkedReadResponse(NamedTuple):
@@ -399,57 +422,135 @@ def _expect(got: int, want: int, what: str, pos: int) -> None:
         raise ValueError(f"{what} has wire type {got}, expected {want}, at byte {pos}")
 
 
-def _decode_labels_and_chunks(buf: bytes, pos: int, end: int) -> ChunkedSeries:
-    labels: list[tuple[str, str]] = []
+def _chunk(buf: bytes, pos: int, end: int) -> Chunk:
+    # Keys read inline (one byte each: fields 1-4): this runs once per chunk of every series.
+    mint = maxt = ctype = 0
+    data = b""
+    while pos < end:
+        key = buf[pos]
+        if key >= 0x80:  # a field number over 15: none of ours; skip it whole
+            key, pos = read_varint(buf, pos, end)
+            pos = skip_field(buf, pos, end, key & 7, key >> 3)
+            continue
+        pos += 1
+        field, wt = key >> 3, key & 7
+        if field in (1, 2, 3):
+            _expect(wt, WT_VARINT, f"Chunk field {field}", pos)
+            raw, pos = read_varint(buf, pos, end)
+            if field == 1:
+                mint = _int64(raw)
+            elif field == 2:
+                maxt = _int64(raw)
+            else:
+                ctype = raw
+        elif field == 4:
+            _expect(wt, WT_LEN, "Chunk.data", pos)
+            start, pos = read_len(buf, pos, end, "Chunk.data")
+            data = buf[start:pos]
+        else:
+            pos = skip_field(buf, pos, end, wt, field)
+    return Chunk(mint, maxt, ctype, data)
+
+
+def _scan_series(buf: bytes, pos: int, end: int) -> RawSeries:
+    # Prometheus writes the labels first: walk that run in a tight loop while lengths take one byte.
+    labels_at = pos
+    while pos + 1 < end and buf[pos] == 0x0A and buf[pos + 1] < 0x80:
+        pos += 2 + buf[pos + 1]
+    if pos > end:
+        raise ValueError(f"truncated Label ending at byte {pos}, {end} in all")
+    labels_end = pos
+    pieces: list[bytes] = []  # label fields after a chunk, if an encoder interleaved them
     chunks: list[Chunk] = []
-    for field, wt, start, stop in iter_fields(buf, pos, end):
+    while pos < end:
+        at = pos
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = read_varint(buf, pos, end)
+        field, wt = key >> 3, key & 7
         if field == 1:
-            _expect(wt, WT_LEN, "ChunkedSeries.labels", start)
-            name = value = ""
-            for f, w, a, b in iter_fields(buf, start, stop):
-                if f in (1, 2):
-                    _expect(w, WT_LEN, "Label field", a)
-                    if f == 1:
-                        name = _text(buf, a, b, "label name")
-                    else:
-                        value = _text(buf, a, b, "label value")
-            labels.append((name, value))
+            _expect(wt, WT_LEN, "ChunkedSeries.labels", pos)
+            _, pos = read_len(buf, pos, end, "Label")
+            if at == labels_end:  # still the first run (a label of 128 bytes or more)
+                labels_end = pos
+            else:
+                pieces.append(buf[at:pos])
         elif field == 2:
-            _expect(wt, WT_LEN, "ChunkedSeries.chunks", start)
-            mint = maxt = ctype = 0
-            data = b""
-            for f, w, a, b in iter_fields(buf, start, stop):
-                if f in (1, 2, 3):
-                    _expect(w, WT_VARINT, f"Chunk field {f}", b)
-                    if f == 1:
-                        mint = _int64(a)
-                    elif f == 2:
-                        maxt = _int64(a)
-                    else:
-                        ctype = a
-                elif f == 4:
-                    _expect(w, WT_LEN, "Chunk.data", a)
-                    data = buf[a:b]
-            chunks.append(Chunk(mint, maxt, ctype, data))
-    return ChunkedSeries(tuple(labels), chunks)
+            _expect(wt, WT_LEN, "ChunkedSeries.chunks", pos)
+            start, pos = read_len(buf, pos, end, "Chunk")
+            chunks.append(_chunk(buf, start, pos))
+        else:
+            pos = skip_field(buf, pos, end, wt, field)
+    label_bytes = buf[labels_at:labels_end]
+    if pieces:
+        label_bytes = b"".join((label_bytes, *pieces))
+    return RawSeries(label_bytes, chunks)
+
+
+def scan_chunked_read_response(frame: bytes) -> RawChunkedReadResponse:
+    """One frame's ChunkedReadResponse with each series' labels left undecoded (`RawSeries`)."""
+    buf = bytes(frame)
+    series: list[RawSeries] = []
+    query_index = 0
+    pos, end = 0, len(buf)
+    try:
+        while pos < end:
+            key, pos = read_varint(buf, pos, end)
+            field, wt = key >> 3, key & 7
+            if field == 1:
+                _expect(wt, WT_LEN, "ChunkedReadResponse.chunked_series", pos)
+                start, pos = read_len(buf, pos, end, "ChunkedSeries")
+                series.append(_scan_series(buf, start, pos))
+            elif field == 2:
+                _expect(wt, WT_VARINT, "ChunkedReadResponse.query_index", pos)
+                raw, pos = read_varint(buf, pos, end)
+                query_index = _int64(raw)
+            else:
+                pos = skip_field(buf, pos, end, wt, field)
+    except ValueError as exc:
+        raise RemoteReadFormatError(f"ChunkedReadResponse: {exc}") from None
+    return RawChunkedReadResponse(query_index, series)
+
+
+def decode_series_labels(label_bytes: bytes) -> Labels:
+    """The labels of a `RawSeries` (wire order; Prometheus sends them sorted); RemoteReadFormatError if
+    they are malformed or not UTF-8."""
+    try:
+        return decode_labels(label_bytes)
+    except ValueError as exc:
+        raise RemoteReadFormatError(f"ChunkedSeries.labels: {exc}") from None
 
 
 def decode_chunked_read_response(frame: bytes) -> ChunkedReadResponse:
     """One frame's ChunkedReadResponse; labels in wire order (Prometheus sends them sorted)."""
-    buf = bytes(frame)
-    series: list[ChunkedSeries] = []
-    query_index = 0
+    raw = scan_chunked_read_response(frame)
     try:
-        for field, wt, start, stop in iter_fields(buf, 0, len(buf)):
-            if field == 1:
-                _expect(wt, WT_LEN, "ChunkedReadResponse.chunked_series", start)
-                series.append(_decode_labels_and_chunks(buf, start, stop))
-            elif field == 2:
-                _expect(wt, WT_VARINT, "ChunkedReadResponse.query_index", stop)
-                query_index = _int64(start)
-    except ValueError as exc:
+        series = [ChunkedSeries(decode_series_labels(s.label_bytes), s.chunks) for s in raw.series]
+    except RemoteReadFormatError as exc:
         raise RemoteReadFormatError(f"ChunkedReadResponse: {exc}") from None
-    return ChunkedReadResponse(query_index, series)
+    return ChunkedReadResponse(raw.query_index, series)
+
+
+class ChunkedReadScanner:
+    """`FrameReader` plus `scan_chunked_read_response`: feed body bytes, get messages with raw labels."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.frames = FrameReader(max_frame_bytes)
+
+    def feed(self, data: bytes) -> list[RawChunkedReadResponse]:
+        first = self.frames.frames
+        out = []
+        for i, frame in enumerate(self.frames.feed(data)):
+            try:
+                out.append(scan_chunked_read_response(frame))
+            except RemoteReadFormatError as exc:
+                raise RemoteReadFormatError(f"frame {first + i}: {exc}") from None
+        return out
+
+    def close(self) -> None:
+        self.frames.close()
 
 
 class ChunkedReadDecoder:
@@ -470,6 +571,16 @@ class ChunkedReadDecoder:
 
     def close(self) -> None:
         self.frames.close()
+
+
+def scan_chunked_body(
+    body: bytes, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+) -> list[RawChunkedReadResponse]:
+    """Every message of a complete streamed body, labels undecoded."""
+    scanner = ChunkedReadScanner(max_frame_bytes)
+    out = scanner.feed(body)
+    scanner.close()
+    return out
 
 
 def decode_chunked_body(

@@ -54,6 +54,7 @@ from observe.protocol.protobuf_wire import (
 __all__ = [
     "check_labels",
     "compress",
+    "decode_labels",
     "decode_write_request",
     "decompress",
     "encode_labels",
@@ -336,6 +337,15 @@ def _decode_series(buf: bytes, pos: int, end: int) -> tuple[Labels, list[tuple[f
         else:  # exemplars (3), histograms (4), anything newer
             pos = skip_field(buf, pos, end, wt, field)
     return tuple(labels), samples
+
+
+def decode_labels(label_bytes: bytes) -> Labels:
+    """The labels of a run of `TimeSeries.labels` fields alone (what `encode_labels` makes), in wire order."""
+    buf = bytes(label_bytes)
+    labels, samples = _decode_series(buf, 0, len(buf))
+    if samples:
+        raise ValueError(f"{len(samples)} samples among the label fields")
+    return labels
 
 
 def decode_write_request(body: bytes) -> list[tuple[Labels, list[tuple[float, int]]]]:

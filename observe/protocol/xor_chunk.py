@@ -38,6 +38,7 @@ __all__ = [
     "ENCODING_XOR",
     "XorChunkError",
     "decode_xor",
+    "decode_xor_bits",
     "encode_xor",
     "is_decodable",
     "num_samples",
@@ -99,6 +100,13 @@ def decode_xor(data: bytes) -> tuple[list[int], list[float]]:
     Raises XorChunkError when the chunk ends before its declared sample count or a value window is
     impossible (leading zeros + meaningful bits > 64). Bytes after the last sample are ignored, as Go does.
     """
+    ts, bits = decode_xor_bits(data)
+    return ts, _floats(bits)
+
+
+def decode_xor_bits(data: bytes) -> tuple[list[int], list[int]]:
+    """Like `decode_xor`, the values as their 64-bit patterns (IEEE 754, as uint64): what a caller that
+    only forwards them (remote-write wants the same 8 bytes) keeps, with no float made at all."""
     n = num_samples(data)
     if n == 0:
         return [], []
@@ -120,7 +128,7 @@ def decode_xor(data: bytes) -> tuple[list[int], list[float]]:
         if min(ts) < _INT64_MIN or max(ts) > _INT64_MAX:
             # Go's int64 additions wrap; ours are exact and congruent mod 2**64, so reduce them.
             ts = [(x - _INT64_MIN) % _UINT64 + _INT64_MIN for x in ts]
-    return ts, _floats(vs)
+    return ts, vs
 
 
 def _floats(bits: list[int]) -> list[float]:

@@ -32,7 +32,11 @@ body and the streamed reply's Content-Type through unchanged. A 404 or 503 that 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import re
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -47,19 +51,22 @@ from observe.protocol.remote_read import (
     REQUEST_HEADERS,
     SAMPLES,
     STREAMED_XOR_CHUNKS,
+    Chunk,
     Query,
     RemoteReadFormatError,
-    decode_chunked_body,
     decode_read_response,
+    decode_series_labels,
     encode_read_request,
+    scan_chunked_body,
 )
+from observe.protocol.remote_write import encode_labels
 from observe.protocol.series_selector import Matcher, parse_selector
 from observe.protocol.xor_chunk import (
     ENCODING_FLOAT_HISTOGRAM,
     ENCODING_HISTOGRAM,
     ENCODING_XOR,
     XorChunkError,
-    decode_xor,
+    decode_xor_bits,
 )
 from observe.reasons import FAIL_BAD_RESPONSE, FAIL_TOO_LARGE
 from observe.replies import classify
@@ -74,6 +81,8 @@ __all__ = [
     "RemoteReadUnsupported",
     "WindowTooLarge",
     "remote_read_sources",
+    "samples_window",
+    "streamed_window",
 ]
 
 ACCEPTED: Final = (STREAMED_XOR_CHUNKS, SAMPLES)
@@ -93,11 +102,81 @@ class WindowTooLarge(SourceError):
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    series: list[tuple[Labels, list[tuple[float, int]]]]  # (value, ts) in time order, within the window
-    samples: int
+    """A window's samples as columns: series i has labels `label_bytes[i]` and the samples
+    `[ends[i - 1], ends[i])` (from 0 for the first) of `timestamps` (ms) and `values` (the 64-bit patterns
+    of the doubles), in time order, one per timestamp, inside the window.
+
+    `label_bytes` are remote-write `TimeSeries.labels` fields as the source sent them (a streamed reply's
+    own bytes, undecoded): the same bytes for the same series every window, a cache key that costs no
+    decoding; `decode_series_labels` reads them.
+    """
+
+    label_bytes: list[bytes]
+    ends: list[int]
+    timestamps: array[int]  # "q"
+    values: array[int]  # "Q"
     response_type: str  # "streamed_xor_chunks" | "samples": the metric label
     body_bytes: int
     chunks_skipped: dict[str, int] = field(default_factory=dict)  # encoding name -> chunks not decoded
+
+    @property
+    def samples(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def series_count(self) -> int:
+        return len(self.label_bytes)
+
+    @classmethod
+    def of(
+        cls, series: Iterable[tuple[Labels, Sequence[tuple[float, int]]]], response_type: str, body_bytes: int
+    ) -> ReadResult:
+        """From `(labels, [(value, ts), ...])` per series (samples in time order): the SAMPLES reply, tests."""
+        out = _Columns()
+        for labels, points in series:
+            if points:
+                out.add(encode_labels(labels), [ts for _, ts in points], _bits([v for v, _ in points]))
+        return out.result(response_type, body_bytes, {})
+
+    def series(self) -> Iterator[tuple[Labels, list[tuple[float, int]]]]:
+        """Each series decoded, `(labels, [(value, ts), ...])`: for checks and tests, not the hot path."""
+        start = 0
+        values = _floats(self.values)
+        for label_bytes, end in zip(self.label_bytes, self.ends, strict=True):
+            yield (
+                decode_series_labels(label_bytes),
+                list(zip(values[start:end], self.timestamps[start:end], strict=True)),
+            )
+            start = end
+
+
+class _Columns:
+    """Builds a ReadResult a series at a time."""
+
+    def __init__(self) -> None:
+        self.label_bytes: list[bytes] = []
+        self.ends: list[int] = []
+        self.timestamps = array("q")
+        self.values = array("Q")
+
+    def add(self, label_bytes: bytes, timestamps: list[int], values: list[int]) -> None:
+        self.label_bytes.append(label_bytes)
+        self.timestamps.extend(timestamps)
+        self.values.extend(values)
+        self.ends.append(len(self.timestamps))
+
+    def result(self, response_type: str, body_bytes: int, skipped: dict[str, int]) -> ReadResult:
+        return ReadResult(
+            self.label_bytes, self.ends, self.timestamps, self.values, response_type, body_bytes, skipped
+        )
+
+
+def _bits(values: list[float]) -> list[int]:
+    return array("Q", array("d", values).tobytes()).tolist()  # reinterpreted: NaN payloads kept
+
+
+def _floats(bits: array[int]) -> list[float]:
+    return array("d", bits.tobytes()).tolist()
 
 
 class PrometheusRemoteReadSource:
@@ -180,9 +259,9 @@ class PrometheusRemoteReadSource:
         body = bytes(resp.body)
         try:
             if ctype.startswith("application/x-streamed-protobuf"):
-                return self._streamed(body, start_ms, end_ms)
+                return streamed_window(body, start_ms, end_ms)
             if ctype.startswith("application/x-protobuf"):
-                return self._samples(body, start_ms, end_ms)
+                return samples_window(body, start_ms, end_ms)
         except (RemoteReadFormatError, XorChunkError) as exc:
             raise self._fail(f"malformed remote-read response: {exc}", FAIL_BAD_RESPONSE) from exc
         shown = ctype.split(";", 1)[0] or "no Content-Type"
@@ -193,39 +272,98 @@ class PrometheusRemoteReadSource:
             RemoteReadUnsupported,
         )
 
-    def _streamed(self, body: bytes, start_ms: int, end_ms: int) -> ReadResult:
-        merged: dict[Labels, dict[int, float]] = {}
-        skipped: dict[str, int] = {}
-        for frame in decode_chunked_body(body):
-            for series in frame.series:
-                points = merged.get(series.labels)
-                if points is None:
-                    points = merged[series.labels] = {}
-                for chunk in series.chunks:
-                    if chunk.max_time_ms <= start_ms or chunk.min_time_ms > end_ms:
-                        continue
-                    if chunk.type != ENCODING_XOR:  # the only float encoding
-                        name = _ENCODING_NAMES.get(chunk.type, f"unknown_{chunk.type}")
-                        skipped[name] = skipped.get(name, 0) + 1
-                        continue
-                    timestamps, values = decode_xor(chunk.data)
-                    for ts, value in zip(timestamps, values, strict=True):
-                        if start_ms < ts <= end_ms:
-                            points.setdefault(ts, value)  # overlapping chunks: the first one wins
-        return _result(merged, "streamed_xor_chunks", len(body), skipped)
 
-    def _samples(self, body: bytes, start_ms: int, end_ms: int) -> ReadResult:
-        merged: dict[Labels, dict[int, float]] = {}
-        for result in decode_read_response(body):
-            for labels, samples in result:
-                points = merged.setdefault(labels, {})
-                for value, ts in samples:
-                    if start_ms < ts <= end_ms:
-                        points.setdefault(ts, value)
-        return _result(merged, "samples", len(body), {})
+def streamed_window(body: bytes, start_ms: int, end_ms: int) -> ReadResult:
+    """A STREAMED_XOR_CHUNKS reply's samples with `start_ms < t <= end_ms`, each series once."""
+    # A series' chunks, in the order they came; a series may span frames, or come in two queries.
+    by_series: dict[bytes, list[Chunk]] = {}
+    for frame in scan_chunked_body(body):
+        for series in frame.series:
+            chunks = by_series.get(series.label_bytes)
+            if chunks is None:
+                by_series[series.label_bytes] = series.chunks
+            else:
+                chunks.extend(series.chunks)
+    skipped: dict[str, int] = {}
+    out = _Columns()
+    for label_bytes, chunks in by_series.items():
+        kept = []
+        for chunk in chunks:
+            if chunk.max_time_ms <= start_ms or chunk.min_time_ms > end_ms:
+                continue
+            if chunk.type != ENCODING_XOR:  # the only float encoding
+                name = _ENCODING_NAMES.get(chunk.type, f"unknown_{chunk.type}")
+                skipped[name] = skipped.get(name, 0) + 1
+                continue
+            kept.append(chunk)
+        if kept:
+            timestamps, values = _window(kept, start_ms, end_ms, label_bytes)
+            if timestamps:
+                out.add(label_bytes, timestamps, values)
+    return out.result("streamed_xor_chunks", len(body), skipped)
 
 
-def remote_read_sources(cluster: ClusterConfig, session: aiohttp.ClientSession) -> list[PrometheusRemoteReadSource]:
+def samples_window(body: bytes, start_ms: int, end_ms: int) -> ReadResult:
+    """A SAMPLES reply's samples with `start_ms < t <= end_ms`, each series once."""
+    merged: dict[Labels, dict[int, float]] = {}
+    for result in decode_read_response(body):
+        for labels, samples in result:
+            points = merged.setdefault(labels, {})
+            for value, ts in samples:
+                if start_ms < ts <= end_ms:
+                    points.setdefault(ts, value)
+    series = ((labels, [(points[ts], ts) for ts in sorted(points)]) for labels, points in merged.items())
+    return ReadResult.of(series, "samples", len(body))
+
+
+def _window(
+    chunks: list[Chunk], start_ms: int, end_ms: int, label_bytes: bytes
+) -> tuple[list[int], list[int]]:
+    """A series' samples with `start_ms < t <= end_ms` from its XOR chunks: (timestamps, value bits).
+
+    Chunks come whole, so the first and last are cut to the window. The usual case is one chunk, or
+    chunks one after the other in time: their samples are concatenated. Overlapping chunks (the head and
+    a block holding the same range) are merged per timestamp, the first chunk's sample winning.
+    """
+    if len(chunks) == 1:
+        timestamps, values = decode_xor_bits(chunks[0].data)
+    else:
+        ordered = sorted(chunks, key=lambda c: c.min_time_ms)
+        if all(b.min_time_ms > a.max_time_ms for a, b in itertools.pairwise(ordered)):
+            timestamps, values = [], []
+            for chunk in ordered:
+                chunk_ts, chunk_values = decode_xor_bits(chunk.data)
+                timestamps += chunk_ts
+                values += chunk_values
+        else:
+            merged: dict[int, int] = {}
+            for chunk in chunks:
+                for t, v in zip(*decode_xor_bits(chunk.data), strict=True):
+                    merged.setdefault(t, v)
+            timestamps = sorted(merged)
+            values = [merged[t] for t in timestamps]
+    if timestamps and (timestamps[0] <= start_ms or timestamps[-1] > end_ms):
+        first, last = bisect.bisect_right(timestamps, start_ms), bisect.bisect_right(timestamps, end_ms)
+        timestamps, values = timestamps[first:last], values[first:last]
+    for a, b in itertools.pairwise(timestamps):  # what the receiver needs; a chunk could lie about it
+        if b <= a:
+            raise RemoteReadFormatError(
+                f"series {_shown(label_bytes)}: samples out of time order in its chunks ({b} ms after {a} ms)"
+            )
+    return timestamps, values
+
+
+def _shown(label_bytes: bytes) -> str:
+    try:
+        labels = decode_series_labels(label_bytes)
+    except RemoteReadFormatError:
+        return "(labels unreadable)"
+    return "{" + ", ".join(f"{k}={v!r}" for k, v in labels) + "}"
+
+
+def remote_read_sources(
+    cluster: ClusterConfig, session: aiohttp.ClientSession
+) -> list[PrometheusRemoteReadSource]:
     """The cluster's Prometheus replicas in the order they are tried: `url` then `replica_urls`; or its
     Service through the API server's service proxy; or, with `pin_pod`, one source that pins a ready pod
     of the Service and fails over between them (observe/kube/pinned.py)."""
@@ -242,10 +380,3 @@ def remote_read_sources(cluster: ClusterConfig, session: aiohttp.ClientSession) 
 
         return [PinnedRemoteReadSource(cluster.name, prom, session, api=api, ref=ref)]
     return [PrometheusRemoteReadSource(cluster.name, prom, session, url=api.service_url(ref), via=api)]
-
-
-def _result(
-    merged: dict[Labels, dict[int, float]], response_type: str, body_bytes: int, skipped: dict[str, int]
-) -> ReadResult:
-    series = [(labels, [(points[ts], ts) for ts in sorted(points)]) for labels, points in merged.items() if points]
-    return ReadResult(series, sum(len(p) for _, p in series), response_type, body_bytes, skipped)

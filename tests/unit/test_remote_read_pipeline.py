@@ -37,7 +37,7 @@ class FakeSource:
         if self.fail:
             raise self.fail.pop(0)
         got = [(v, ts) for ts, v in sorted(self.points.items()) if start_ms < ts <= end_ms]
-        return ReadResult([(SERIES, got)] if got else [], len(got), "streamed_xor_chunks", 10 * len(got))
+        return ReadResult.of([(SERIES, got)] if got else [], "streamed_xor_chunks", 10 * len(got))
 
 
 def config(tmp: Path, **remote_read: Any) -> Config:

@@ -399,7 +399,7 @@ def test_length_varint_over_10_bytes() -> None:
         (b"\x11" + bytes(8), "query_index has wire type 1"),
         (b"\x0a\x04\x0a\x02\x0a\xff", "truncated"),
         (b"\x0a\x06\x0a\x04\x0a\x02\xc3\x28", "not UTF-8"),
-        (b"\x0b", "unsupported wire type 3"),
+        (b"\x0b", "chunked_series has wire type 3, expected 2"),
     ],
 )
 def test_malformed_protobuf_in_a_frame(payload: bytes, message: str) -> None:

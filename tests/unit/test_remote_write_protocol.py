@@ -288,6 +288,7 @@ def test_public_names() -> None:
         [
             "check_labels",
             "compress",
+            "decode_labels",
             "decode_write_request",
             "decompress",
             "encode_labels",
