@@ -165,9 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(cfg: Config, *, once: bool, console: Console, path: Path) -> int:
     from observe.discovery.runner import FleetDiscovery
     from observe.reload import ConfigWatcher
+    from observe.runtime import tune_gc
     from observe.service import Collector
 
     collector = Collector(cfg, serve_http=not once)
+    tune_gc()  # after start-up's allocations: they are frozen out of every later collection
     if once:
         report = asyncio.run(collector.run_once())
         for signal_name in dict.fromkeys(sig for _, sig in report.outcomes):
