@@ -430,7 +430,7 @@ class Bench:
             )  # fmt: skip
             if done >= n:
                 return
-            time.sleep(0.5)
+            time.sleep(2.0)  # each poll renders observe's /metrics: seldom, so it adds little to the row
         raise RuntimeError(f"observe did not finish {n} cycles in time")
 
     def chunk_overhead(self, start_ms: int, end_ms: int) -> tuple[float, float]:

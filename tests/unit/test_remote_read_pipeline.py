@@ -3,6 +3,7 @@ the cursor-after-append rule, the backfill limit, window halving, replica failov
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,12 @@ def config(tmp: Path, **remote_read: Any) -> Config:
             "interval": "5s",
             "data_dir": str(tmp),
             "remote_read": {"start_from": "60s", "safety_lag": "10s", "max_window": "20s", **remote_read},
-            "central": {"remote_write": {"url": "http://127.0.0.1:1/api/v1/write", "max_samples_per_send": 4}},
-            "clusters": [{"name": "alpha", "prometheus": {"url": "http://127.0.0.1:2", "replica_label": "replica"}}],
+            "central": {
+                "remote_write": {"url": "http://127.0.0.1:1/api/v1/write", "max_samples_per_send": 4}
+            },
+            "clusters": [
+                {"name": "alpha", "prometheus": {"url": "http://127.0.0.1:2", "replica_label": "replica"}}
+            ],
         }
     )
 
@@ -57,7 +62,9 @@ class Rig:
         cfg = config(tmp, **remote_read)
         cluster = cfg.clusters[0]
         self.telemetry = Telemetry()
-        self.queue: DurableQueue = open_queue(cfg, "alpha", "metrics", self.telemetry, max_age=3600, fsync="never")
+        self.queue: DurableQueue = open_queue(
+            cfg, "alpha", "metrics", self.telemetry, max_age=3600, fsync="never"
+        )
         self.cursor = ReadCursor(tmp / "read_cursors", "alpha", sync=False)
         self.now = NOW
         self.pipeline = RemoteReadPipeline(
@@ -79,7 +86,9 @@ def ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-async def test_a_first_start_reads_start_from_back_in_bounded_windows_and_saves_the_cursor(tmp_path: Path) -> None:
+async def test_a_first_start_reads_start_from_back_in_bounded_windows_and_saves_the_cursor(
+    tmp_path: Path,
+) -> None:
     points = {ms(NOW - 70) + i * 1000: float(i) for i in range(70)}  # one a second, 70s up to now
     src = FakeSource("http://r1", points)
     rig = Rig(tmp_path, [src])
@@ -94,7 +103,9 @@ async def test_a_first_start_reads_start_from_back_in_bounded_windows_and_saves_
     rig2 = Rig(tmp_path / "b", [FakeSource("http://r1", points)])
     await rig2.pipeline.cycle()
     labels = {lb for g in rig2.groups() for r in g for lb, _ in r}
-    assert labels == {(("__name__", "up"), ("cluster", "alpha"), ("exported_cluster", "theirs"), ("job", "a"))}
+    assert labels == {
+        (("__name__", "up"), ("cluster", "alpha"), ("exported_cluster", "theirs"), ("job", "a"))
+    }
 
 
 async def test_a_series_longer_than_a_record_is_split_across_groups_in_time_order(tmp_path: Path) -> None:
@@ -116,7 +127,9 @@ async def test_a_gap_longer_than_backfill_limit_is_cut_and_counted(tmp_path: Pat
     rig.cursor.save(ms(NOW - 3600), selectors=[])
     await rig.pipeline.cycle()
     assert src.calls[0][0] == ms(NOW - 10 - 30)  # the oldest part of the gap is not read
-    skipped = rig.telemetry.registry.get_sample_value("observe_remote_read_skipped_seconds_total", {"cluster": "alpha"})
+    skipped = rig.telemetry.registry.get_sample_value(
+        "observe_remote_read_skipped_seconds_total", {"cluster": "alpha"}
+    )
     assert skipped == pytest.approx(3600 - 40)
 
 
@@ -174,6 +187,22 @@ async def test_a_queue_that_refuses_the_window_leaves_the_cursor_where_it_was(
     out = await rig.pipeline.cycle()
     assert not out.ok and out.reason == "queue"
     assert rig.cursor.load() == ms(NOW - 20)
+
+
+async def test_a_series_with_malformed_labels_fails_the_window_and_queues_none_of_it(tmp_path: Path) -> None:
+    src = FakeSource("http://r1", {ms(NOW - 15): 1.0})
+    rig = Rig(tmp_path, [src])
+    rig.cursor.save(ms(NOW - 20), selectors=[])
+    good = ReadResult.of([(SERIES, [(1.0, ms(NOW - 15))])], "streamed_xor_chunks", 10)
+    bad_labels = b"\x0a\x06\x0a\x04\x0a\x02\xc3\x28"  # a label name that is not UTF-8
+
+    async def read(start_ms: int, end_ms: int) -> ReadResult:
+        return dataclasses.replace(good, label_bytes=[*good.label_bytes, bad_labels], ends=[1, 1])
+
+    src.read = read  # type: ignore[method-assign]
+    out = await rig.pipeline.cycle()
+    assert not out.ok and out.reason == "bad_response" and "not UTF-8" in (out.error or "")
+    assert rig.cursor.load() == ms(NOW - 20) and rig.groups() == []  # the good series waits with it
 
 
 async def test_staleness_markers_pass_through_bit_for_bit(tmp_path: Path) -> None:
