@@ -1,5 +1,7 @@
 # observe collector image. Build: docker build -t observe:0.1.0 .
 FROM python:3.11-slim AS build
+# a C compiler for the remote-read accelerator (observe/protocol/remote_read_native.c); the image has the headers
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY observe ./observe

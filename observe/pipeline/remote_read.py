@@ -343,14 +343,23 @@ class RemoteReadPipeline:
         ]  # layer i: the i-th piece of each series too long for one
         stale = samples = series = 0
         start = 0
+        cache, newest, first_layer, take = self._labels, self._newest, layers[0], fields.take
         for source_labels, end in zip(read.label_bytes, read.ends, strict=True):
             first, start = start, end
-            label_bytes = self._encoded(source_labels)
+            label_bytes = cache.get(source_labels)
+            if label_bytes is None:
+                label_bytes = self._encoded(source_labels)
             if label_bytes is _DROPPED or first == end:
                 continue
             series += 1
             samples += end - first
-            stale += fields.stale(first, end)
+            if fields.has_stale:
+                stale += fields.stale(first, end)
+            if end - first <= max_samples:  # the usual case, inlined: one piece
+                newest[label_bytes] = timestamps[end - 1]
+                body = take(first, end)
+                first_layer.append((series_prefix(label_bytes, len(body)) + body, end - first))
+                continue
             for layer, i in enumerate(range(first, end, max_samples)):
                 j = min(i + max_samples, end)
                 if layer == len(layers):

@@ -67,6 +67,10 @@ class SampleFields:
             return self._blob[a * FIELD_BYTES : b * FIELD_BYTES]
         return self._blob[self._offsets[a] : self._offsets[b]]
 
+    @property
+    def has_stale(self) -> bool:
+        return self._stale is not None
+
     def stale(self, a: int, b: int) -> int:
         return 0 if self._stale is None else int(self._stale[b] - self._stale[a])
 

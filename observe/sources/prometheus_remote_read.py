@@ -48,6 +48,7 @@ from observe.errors import SourceError
 from observe.http import Response, TransportError, body_snippet, fetch, redact, safe_url
 from observe.model import Labels
 from observe.protocol.remote_read import (
+    DEFAULT_MAX_FRAME_BYTES,
     REQUEST_HEADERS,
     SAMPLES,
     STREAMED_XOR_CHUNKS,
@@ -71,6 +72,11 @@ from observe.protocol.xor_chunk import (
 from observe.reasons import FAIL_BAD_RESPONSE, FAIL_TOO_LARGE
 from observe.replies import classify
 
+try:  # built from remote_read_native.c at install; without a C compiler there, Python does it all
+    from observe.protocol import _remote_read_native as native
+except ImportError:  # pragma: no cover - depends on the install
+    native = None
+
 if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
     from observe.kube.api_server import APIServer
 
@@ -81,6 +87,8 @@ __all__ = [
     "RemoteReadUnsupported",
     "WindowTooLarge",
     "remote_read_sources",
+    "native",
+    "python_streamed_window",
     "samples_window",
     "streamed_window",
 ]
@@ -274,7 +282,25 @@ class PrometheusRemoteReadSource:
 
 
 def streamed_window(body: bytes, start_ms: int, end_ms: int) -> ReadResult:
-    """A STREAMED_XOR_CHUNKS reply's samples with `start_ms < t <= end_ms`, each series once."""
+    """A STREAMED_XOR_CHUNKS reply's samples with `start_ms < t <= end_ms`, each series once.
+
+    The C accelerator takes the regular case (what Prometheus sends: see remote_read_native.c) and
+    answers None for anything else, which `python_streamed_window` then reads, raising its precise errors.
+    """
+    if native is not None:
+        got = native.streamed_window(body, start_ms, end_ms, DEFAULT_MAX_FRAME_BYTES)
+        if got is not None:
+            label_bytes, ends, ts, vs, skipped = got
+            timestamps, values = array("q"), array("Q")
+            timestamps.frombytes(ts)
+            values.frombytes(vs)
+            names = {_ENCODING_NAMES.get(k, f"unknown_{k}"): n for k, n in skipped.items()}
+            return ReadResult(label_bytes, ends, timestamps, values, "streamed_xor_chunks", len(body), names)
+    return python_streamed_window(body, start_ms, end_ms)
+
+
+def python_streamed_window(body: bytes, start_ms: int, end_ms: int) -> ReadResult:
+    """`streamed_window` in Python: every case, and the reference the accelerator is tested against."""
     # A series' chunks, in the order they came; a series may span frames, or come in two queries.
     by_series: dict[bytes, list[Chunk]] = {}
     for frame in scan_chunked_body(body):

@@ -4,8 +4,10 @@ encodings, and a differential check of the fast paths against a plain per-timest
 
 from __future__ import annotations
 
+import os
 import random
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,13 @@ from observe.protocol import remote_read as rr
 from observe.protocol.protobuf_wire import varint
 from observe.protocol.remote_write import encode_labels
 from observe.protocol.xor_chunk import ENCODING_HISTOGRAM, ENCODING_XOR, encode_xor
-from observe.sources.prometheus_remote_read import ReadResult, samples_window, streamed_window
+from observe.sources.prometheus_remote_read import (
+    ReadResult,
+    native,
+    python_streamed_window,
+    samples_window,
+    streamed_window,
+)
 
 UP: Labels = (("__name__", "up"), ("cluster", "c1"), ("job", "node"))
 CPU: Labels = (("__name__", "cpu_seconds_total"), ("cluster", "c1"), ("cpu", "0"))
@@ -178,3 +186,96 @@ def test_a_samples_reply_gives_the_same_columns() -> None:
     got = samples_window(reply, 1000, 3000)
     assert columns(got) == {UP: [(2000, bits(2.0)), (3000, bits(3.0))]}
     assert list(got.series()) == [(UP, [(2.0, 2000), (3.0, 3000)])]
+
+
+# -- the C accelerator against the Python reference -----------------------------------------------------
+
+
+def test_the_accelerator_is_built_where_the_suite_runs_in_ci() -> None:
+    if os.environ.get("CI") == "true":
+        assert native is not None, "observe/protocol/remote_read_native.c was not built at install"
+
+
+def same(a: ReadResult, b: ReadResult) -> None:
+    assert (a.label_bytes, a.ends, a.timestamps, a.values, a.chunks_skipped, a.body_bytes) == (
+        b.label_bytes, b.ends, b.timestamps, b.values, b.chunks_skipped, b.body_bytes,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(native is None, reason="the C accelerator is not built here")
+@pytest.mark.parametrize("seed", range(200))
+def test_the_accelerator_gives_the_reference_columns_or_hands_over(seed: int) -> None:
+    assert native is not None
+    rnd = random.Random(seed)
+    series: list[tuple[Labels, list[rr.Chunk]]] = []
+    regular = True  # what Prometheus sends: the accelerator must take it
+    for s in range(rnd.randrange(1, 8)):
+        labels = (("__name__", f"m{s}"), ("i", str(s)), ("long", "x" * rnd.choice((1, 200))))
+        t, chunks = rnd.randrange(-3000, 5000), []
+        for _ in range(rnd.randrange(1, 4)):
+            pts = []
+            for _ in range(rnd.randrange(1, 130)):
+                v = rnd.choice(
+                    (0.0, -0.0, 1.5, float(rnd.randrange(10**6)), rnd.random(), floats(STALE_NAN_BITS))
+                )
+                pts.append((t, v))
+                t += rnd.choice((1000, 15_000, 15_001, 14_999, 1, 2**20))
+            ctype = ENCODING_HISTOGRAM if rnd.random() < 0.05 else ENCODING_XOR
+            chunks.append(
+                chunk(pts, ctype) if ctype == ENCODING_XOR else rr.Chunk(pts[0][0], pts[-1][0], ctype, b"h")
+            )
+            if rnd.random() < 0.1:
+                t = pts[0][0]  # the next chunk overlaps this one
+                regular = False
+        series.append((labels, chunks))
+    frames = [(0, [s]) for s in series]
+    if rnd.random() < 0.1:
+        frames.append((1, [series[0]]))  # the same series again, in a second query
+        regular = False
+    reply = body(*frames)
+    start = rnd.randrange(-5000, 60_000)
+    end = start + rnd.randrange(1, 3_000_000)
+    got = native.streamed_window(reply, start, end, rr.DEFAULT_MAX_FRAME_BYTES)
+    if regular:
+        assert got is not None
+    same(streamed_window(reply, start, end), python_streamed_window(reply, start, end))
+
+
+def label_after_chunk() -> bytes:
+    c = chunk([(1000, 1.0)])
+    msg = b"\x08" + varint(c.min_time_ms) + b"\x10" + varint(c.max_time_ms) + b"\x18\x01"
+    msg += b"\x22" + varint(len(c.data)) + c.data
+    inner = encode_labels(UP[:1]) + b"\x12" + varint(len(msg)) + msg + encode_labels(UP[1:2])
+    frame = rr.encode_frame(b"\x0a" + varint(len(inner)) + inner)
+    assert rr.decode_series_labels(rr.scan_chunked_body(frame)[0].series[0].label_bytes) == UP[:2]
+    return frame
+
+
+@pytest.mark.skipif(native is None, reason="the C accelerator is not built here")
+def test_the_accelerator_hands_every_irregular_reply_over() -> None:
+    assert native is not None
+    a = chunk([(1000, 1.0), (2000, 2.0)])
+    b = chunk([(3000, 3.0)])
+    regular = body((0, [(UP, [a, b]), (CPU, [a])]))
+    assert native.streamed_window(regular, 0, 10_000, rr.DEFAULT_MAX_FRAME_BYTES) is not None
+    bad_crc = bytearray(regular)
+    bad_crc[3] ^= 0xFF
+    truncated_chunk = body((0, [(UP, [a._replace(data=a.data[:-3])])]))
+    cases = {
+        "bad CRC": bytes(bad_crc),
+        "cut short": regular[:-1],
+        "frame over the limit": regular,
+        "a series in two frames": body((0, [(UP, [a])]), (0, [(UP, [b])])),
+        "overlapping chunks": body((0, [(UP, [b, a])])),
+        "a truncated chunk": truncated_chunk,
+        "a label after a chunk": label_after_chunk(),
+        "a group wire type": rr.encode_frame(b"\x0b"),
+    }
+    for what, reply in cases.items():
+        limit = 8 if what == "frame over the limit" else rr.DEFAULT_MAX_FRAME_BYTES
+        assert native.streamed_window(reply, 0, 10_000, limit) is None, what
+    # the real Prometheus 2.42 reply recorded by the integration test: the regular case
+    recorded = (Path(__file__).parents[1] / "data" / "remote_read_streamed_2.42.bin").read_bytes()
+    got = native.streamed_window(recorded, -(2**62), 2**62, rr.DEFAULT_MAX_FRAME_BYTES)
+    assert got is not None and got[0]
+    same(streamed_window(recorded, -(2**62), 2**62), python_streamed_window(recorded, -(2**62), 2**62))
