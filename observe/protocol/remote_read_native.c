@@ -327,6 +327,7 @@ static int series_chunks(const uint8_t *buf, size_t pos, size_t end, int64_t sta
 }
 
 static PyObject *streamed_window(PyObject *self, PyObject *args) {
+    (void)self;
     Py_buffer body;
     long long start_ms, end_ms;
     Py_ssize_t max_frame;
@@ -394,7 +395,9 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "observe.protocol._remote_read_native", NULL, -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "observe.protocol._remote_read_native", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
 
 PyMODINIT_FUNC PyInit__remote_read_native(void) {
     crc_init();
