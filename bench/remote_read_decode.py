@@ -2,7 +2,8 @@
 
 Writes 1000 series x 200 samples (15s scrape with ms jitter; a third counters, gauges, constants) into a
 real Prometheus through its remote-write receiver, reads them back both ways, and times our decoding of
-the bodies (best of 5). Run: `.venv/bin/python -m bench.remote_read_decode` (needs `prometheus` on PATH).
+the bodies (best of 5), and the whole window step a cycle runs, in Python and with the C accelerator.
+Run: `.venv/bin/python -m bench.remote_read_decode` (needs `prometheus` on PATH).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from observe.protocol.remote_read import (
 )
 from observe.protocol.series_selector import parse_selector
 from observe.protocol.xor_chunk import decode_xor
+from observe.sources.prometheus_remote_read import native, python_streamed_window, streamed_window
 from tests.servers import start_prometheus
 
 
@@ -98,6 +100,15 @@ def main(nseries: int = 1000, per_series: int = 200) -> None:
         f"together {total / (t_frames + t_xor):,.0f} samples/s"
     )
     print(f"SAMPLES:  snappy+protobuf {total / t_samples:,.0f} samples/s")
+    end = start + per_series * 16_000
+    t_python = _best(lambda: python_streamed_window(streamed, start - 1, end))
+    line = f"window (what a cycle calls): Python {total / t_python:,.0f} samples/s"
+    if native is not None:
+        t_native = _best(lambda: streamed_window(streamed, start - 1, end))
+        line += f", C accelerator {total / t_native:,.0f} samples/s ({t_python / t_native:.0f}x)"
+    else:
+        line += " (the C accelerator is not built here)"
+    print(line)
 
 
 if __name__ == "__main__":
