@@ -217,7 +217,11 @@ class LogsPipeline:
                 self.telemetry.log_throttled_429(self.name, "query")
             result.error, result.reason = str(exc), exc.reason
             self.telemetry.pull_failed(
-                self.name, self.source, duration=time.monotonic() - started, reason=exc.reason, message=str(exc)
+                self.name,
+                self.source,
+                duration=time.monotonic() - started,
+                reason=exc.reason,
+                message=str(exc),
             )
         result.duration = time.monotonic() - started
         result.finished_at = self.clock()
@@ -226,7 +230,9 @@ class LogsPipeline:
             self.telemetry.log_lag_seconds(self.name, result.lag_seconds)
         result.ok = result.error is None and not result.bad_selectors
         if result.ok:
-            self.telemetry.pull_succeeded(self.name, self.source, duration=result.duration, at=result.finished_at)
+            self.telemetry.pull_succeeded(
+                self.name, self.source, duration=result.duration, at=result.finished_at
+            )
         self._last = result
         return result
 
@@ -294,35 +300,49 @@ class LogsPipeline:
         batch_bytes = self.logs.push_batch_bytes
         payloads: list[tuple[bytes, int]] = []
         streams: dict[Labels, list[Entry]] = {}
-        size = count = 0
+        # source labels -> their target's entries in this batch: one lookup per entry instead of two (the
+        # normalized labels, then the target's bucket); several source streams may share a target
+        slots: dict[Labels, list[Entry]] = {}
+        size = 0
+        overhead = _ENTRY_OVERHEAD
         dropped: dict[str, int] = {}
         long_example: tuple[Labels, int] | None = None
         for ts, labels, line, md in entries:  # time order, so each stream's entries stay in order
-            target = self._streams.get(labels)
-            if target is None:
-                target = self._normalize(labels)
-            if type(target) is not tuple:
-                reason = DROP_RELABEL if target is _DROPPED else DROP_LABEL_LIMITS
-                dropped[reason] = dropped.get(reason, 0) + 1
-                continue
+            bucket = slots.get(labels)
+            if bucket is None:  # the stream's first entry in this batch, or a dropped stream
+                target = self._streams.get(labels)
+                if target is None:
+                    target = self._normalize(labels)
+                if type(target) is not tuple:
+                    reason = DROP_RELABEL if target is _DROPPED else DROP_LABEL_LIMITS
+                    dropped[reason] = dropped.get(reason, 0) + 1
+                    continue
             n = len(line)
             if n * 4 > max_line and (n := len(line.encode("utf-8", "surrogatepass"))) > max_line:
                 dropped[DROP_LINE_TOO_LONG] = dropped.get(DROP_LINE_TOO_LONG, 0) + 1
                 long_example = long_example or (labels, n)
                 continue
-            entry_size = n + _ENTRY_OVERHEAD + (sum(len(k) + len(v) + 4 for k, v in md) if md else 0)
-            if count and size + entry_size > batch_bytes:
-                payloads.append((encode_payload(streams.items(), self.encoding), count))
-                streams, size, count = {}, 0, 0
-            bucket = streams.get(target)
+            entry_size = n + overhead
+            if md:
+                entry_size += sum(len(k) + len(v) + 4 for k, v in md)
+            if size + entry_size > batch_bytes and streams:
+                payloads.append(self._payload(streams))
+                streams, size = {}, 0
+                slots.clear()
+                if bucket is not None:  # its target was looked up in an earlier batch: again
+                    target = self._streams.get(labels) or self._normalize(labels)
+                    bucket = None
             if bucket is None:
-                bucket = streams[target] = []
-                size += sum(len(k) + len(v) + 4 for k, v in target)
+                assert type(target) is tuple
+                bucket = streams.get(target)
+                if bucket is None:
+                    bucket = streams[target] = []
+                    size += sum(len(k) + len(v) + 4 for k, v in target)
+                slots[labels] = bucket
             bucket.append((ts, line, md))
             size += entry_size
-            count += 1
-        if count:
-            payloads.append((encode_payload(streams.items(), self.encoding), count))
+        if streams:
+            payloads.append(self._payload(streams))
         for reason, n in dropped.items():
             if reason == DROP_LINE_TOO_LONG and long_example is not None:
                 detail = (
@@ -333,6 +353,10 @@ class LogsPipeline:
             else:  # relabel drops are on purpose; label-limit problems were logged once per stream
                 self.telemetry.dropped(self.name, self.signal, reason, n, quiet=True)
         return payloads
+
+    def _payload(self, streams: dict[Labels, list[Entry]]) -> tuple[bytes, int]:
+        """A queue payload of a batch's streams, and how many entries it holds."""
+        return encode_payload(streams.items(), self.encoding), sum(map(len, streams.values()))
 
     def _normalize(self, labels: Labels) -> object:
         """The normalized labels of a source stream (cached), _DROPPED, or a str naming the broken limit."""

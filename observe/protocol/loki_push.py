@@ -144,36 +144,88 @@ def _metadata_fields(metadata: Labels) -> bytes:
     return b"".join(parts)
 
 
+# The varint of every value under 2**14 (lengths of lines and entries), and the low 14 bits of a longer
+# varint (both bytes continued: the nanoseconds): indexing beats a call to `varint` per entry by ~5x.
+# Built from SMALL_VARINT by concatenation: ~1 ms at import.
+_CONT: Final = [bytes((i | 0x80,)) for i in range(0x80)]
+_VARINT14: Final = SMALL_VARINT + [lo + hi for hi in SMALL_VARINT[1:] for lo in _CONT]
+_LOW14: Final = [lo + hi for hi in _CONT for lo in _CONT]
+# Tag 0x12 (field 2, length-delimited: StreamAdapter.entries and EntryAdapter.line) and a length under 2**14.
+_FIELD2_LEN14: Final = [b"\x12" + v for v in _VARINT14]
+# Per second of the timestamps, the bytes that depend on it alone (see `_seconds`). Many streams with a few
+# lines a second each share their seconds, which a stream's last second cannot reuse; cleared when full.
+_SECONDS: Final[dict[int, tuple[bytes, bytes]]] = {}
+_MAX_SECONDS: Final = 4096
+
+
+def _seconds(sec: int) -> tuple[bytes, bytes]:
+    """(Timestamp.seconds, omitted when 0 (proto3 default); an entry's bytes from EntryAdapter.timestamp's
+    tag to Timestamp.nanos' tag when the nanoseconds take 5 bytes), cached."""
+    sec_field = b"\x08" + varint(sec) if sec else b""
+    out = sec_field, b"\x0a" + SMALL_VARINT[len(sec_field) + 6] + sec_field + b"\x10"
+    if len(_SECONDS) >= _MAX_SECONDS:
+        _SECONDS.clear()
+    _SECONDS[sec] = out
+    return out
+
+
 def encode_stream(labels: Labels, entries: Iterable[Entry]) -> bytes:
     """One `PushRequest.streams` field (tag, length, StreamAdapter).
 
     The hot path of the logs sink (a page is 5,000 entries): every piece is appended to one list and
-    joined once, lengths are summed instead of measured on concatenations, and the seconds half of the
-    timestamp is reused while it repeats. Measured with `python -m observe.protocol.loki_push`.
+    joined once, lengths are summed instead of measured on concatenations, the bytes that depend on the
+    timestamp's seconds alone are cached, and varints under 2**14 (and the nanoseconds') come from tables.
+    Measured with `python -m observe.protocol.loki_push`.
     """
     label_bytes = utf8(format_labels(labels))
     parts: list[bytes] = [b"", b"\x0a", varint(len(label_bytes)), label_bytes]
     size = 1 + len(parts[2]) + len(label_bytes)
-    last_sec = -1
-    sec_field = b""
+    last_sec = None
+    sec_field = head = b""
+    fixed = 0  # EntryAdapter's bytes other than the line field and metadata, when nanos take 5 bytes
+    seconds = _SECONDS
     small = SMALL_VARINT
+    v14 = _VARINT14
+    low14 = _LOW14
+    field2 = _FIELD2_LEN14
     for ts, line, metadata in entries:
         sec, nanos = divmod(ts, 1_000_000_000)
-        if sec != last_sec:  # Timestamp.seconds (field 1), omitted when 0 (proto3 default)
+        if sec != last_sec:
             last_sec = sec
-            sec_field = b"\x08" + varint(sec) if sec else b""
-        ts_body = sec_field + b"\x10" + varint(nanos) if nanos else sec_field
-        line_bytes = utf8(line)
-        line_len = varint(len(line_bytes))
-        body_len = 2 + len(ts_body) + 1 + len(line_len) + len(line_bytes)  # ts: tag + 1-byte length (<= 17)
-        if metadata:
-            md_bytes = _metadata_fields(metadata)
-            body_len += len(md_bytes)
-        entry_len = varint(body_len)
-        parts += (b"\x12", entry_len, b"\x0a", small[len(ts_body)], ts_body, b"\x12", line_len, line_bytes)
+            sec_field, head = seconds.get(sec) or _seconds(sec)
+            fixed = len(head) + 5  # + nanos (5 bytes)
+        try:
+            line_bytes = line.encode()
+        except UnicodeEncodeError:
+            line_bytes = utf8(line)
+        n = len(line_bytes)
+        line_head = field2[n] if n < 0x4000 else b"\x12" + varint(n)  # the line's tag and length
+        if nanos >= 0x10000000:  # 29 or 30 bits, 5 bytes: 3 in 4 real-time timestamps
+            body_len = fixed + len(line_head) + n
+            if metadata:
+                md_bytes = _metadata_fields(metadata)
+                body_len += len(md_bytes)
+            entry_head = field2[body_len] if body_len < 0x4000 else b"\x12" + varint(body_len)
+            parts += (
+                entry_head, head, low14[nanos & 0x3FFF], low14[nanos >> 14 & 0x3FFF], small[nanos >> 28],
+                line_head, line_bytes,
+            )  # fmt: skip
+        else:
+            if nanos >= 0x4000:
+                ts_body = sec_field + b"\x10" + low14[nanos & 0x3FFF] + v14[nanos >> 14]
+            elif nanos:
+                ts_body = sec_field + b"\x10" + v14[nanos]
+            else:  # Timestamp.nanos omitted (proto3 default)
+                ts_body = sec_field
+            body_len = 2 + len(ts_body) + len(line_head) + n  # ts: tag + 1-byte length (<= 17)
+            if metadata:
+                md_bytes = _metadata_fields(metadata)
+                body_len += len(md_bytes)
+            entry_head = field2[body_len] if body_len < 0x4000 else b"\x12" + varint(body_len)
+            parts += (entry_head, b"\x0a", small[len(ts_body)], ts_body, line_head, line_bytes)
         if metadata:
             parts.append(md_bytes)
-        size += 1 + len(entry_len) + body_len
+        size += len(entry_head) + body_len
     parts[0] = b"\x0a" + varint(size)
     return b"".join(parts)
 

@@ -75,7 +75,7 @@ from observe.replies import classify
 try:  # built from remote_read_native.c at install; without a C compiler there, Python does it all
     from observe.protocol import _remote_read_native as native
 except ImportError:  # pragma: no cover - depends on the install
-    native = None
+    native = None  # type: ignore[assignment]  # the module or None; mypy sees the module (the .pyi)
 
 if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
     from observe.kube.api_server import APIServer

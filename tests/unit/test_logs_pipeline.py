@@ -335,6 +335,33 @@ async def test_payloads_are_batched_by_bytes_with_each_stream_in_time_order(
     rig.close()
 
 
+async def test_streams_relabelled_into_one_stay_one_stream_in_time_order_across_batches(
+    tmp_path: Path, loki: FakeLoki, session: aiohttp.ClientSession
+) -> None:
+    # Two source streams, one target after the labeldrop, a third apart: the pipeline keeps one bucket per
+    # target and batch, reached from either source stream, also after a batch boundary.
+    for pod in ("a", "b"):
+        loki.add(
+            {"job": "app", "pod": pod},
+            [(T0 + 2 * i + (pod == "b"), f"{pod}{i} " + "y" * 80) for i in range(150)],
+        )
+    loki.add({"job": "app", "container": "c"}, [(T0 + 3 * i, f"o{i}") for i in range(100)])
+    relabel = [{"regex": "pod", "action": "labeldrop"}]
+    rig = Rig(_config(tmp_path, loki, relabel_configs=relabel, logs={"push_batch_bytes": 3000}), session)
+    assert (await rig.pipeline.cycle()).ok
+    records = rig.queue.peek_group(1000)
+    assert len(records) > 5
+    merged: list[int] = []
+    for r in records:
+        streams = decode_payload(r.payload)
+        assert len({labels for labels, _ in streams}) == len(streams)  # each target once per payload
+        assert sum(len(es) for _, es in streams) == r.count
+        merged += [t for labels, es in streams if labels == _stamped({"job": "app"}) for t, _, _ in es]
+    assert merged == sorted(merged) and len(merged) == 300
+    assert sum(r.count for r in records) == 400
+    rig.close()
+
+
 async def test_selectors_take_turns_so_one_backlog_cannot_starve_another(
     tmp_path: Path, loki: FakeLoki, session: aiohttp.ClientSession
 ) -> None:

@@ -76,6 +76,21 @@ def test_hash_field_is_left_unset_and_timestamp_split_into_seconds_and_nanos() -
     assert (ts.seconds, ts.nanos) == (1_700_000_000, 123_456_789)
 
 
+def test_every_varint_width_is_byte_for_byte_the_protobuf_librarys() -> None:
+    # The encoder takes lengths and nanoseconds from tables and caches per-second bytes: every width of
+    # each varint, a zero and a negative timestamp, and two streams sharing their seconds. (No empty line:
+    # we send its field, empty, where the library omits it.)
+    nanos = [0, 1, 127, 128, 2**14 - 1, 2**14, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 999_999_999]
+    seconds = [0, 1, 2**28 - 1, 2**28, 1_700_000_000, 2**35]
+    stamps = sorted({s * 1_000_000_000 + n for s in seconds for n in nanos} | {-1, -1_500_000_000})
+    sizes = [1, 110, 115, 127, 128, 2**14 - 12, 2**14 - 1, 2**14, 2**21 + 1]
+    entries = [
+        (ts, "x" * sizes[i % len(sizes)], (("k", "v"),) if i % 7 == 0 else ()) for i, ts in enumerate(stamps)
+    ]
+    streams = [((("app", "a"),), entries), ((("app", "b"),), entries[::-3][::-1])]
+    assert encode_push_request(streams) == loki_push_pb.build(_as_library(streams))
+
+
 def test_labels_text_is_what_loki_parses_and_round_trips() -> None:
     labels = (("a", "1"), ("b", 'q"uote'), ("c", "back\\slash"), ("d", "new\nline"))
     text = format_labels(labels)

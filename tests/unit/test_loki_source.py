@@ -216,6 +216,20 @@ async def test_fake_loki_bad_replies_are_source_errors_with_a_reason(
     assert text in str(info.value)
 
 
+@pytest.mark.parametrize("body", [
+    '{"status":"success","data":{"resultType":"streams","result":[{"stream":{"job":"app"},'
+    '"values":[["%d","half \\ud800 a pair"]]}],"stats":{"x":NaN}}}',  # a lone surrogate's escape, NaN
+    '\ufeff{"status":"success","data":{"resultType":"streams","result":[{"stream":{"job":"app"},'
+    '"values":[["%d","half \\ud800 a pair"]]}]}}',  # a BOM
+])  # fmt: skip
+async def test_replies_the_fast_decoder_refuses_read_as_the_standard_librarys_json(
+    loki: FakeLoki, session: aiohttp.ClientSession, body: str
+) -> None:
+    loki.query_script.append(Reply(200, (body % T0).encode(), "application/json"))
+    entries, _ = await _source(loki, session).query_range('{job="app"}', T0, END, 10, "forward")
+    assert entries == [(T0, (("job", "app"),), "half \ud800 a pair", ())]
+
+
 async def test_fake_loki_missing_tenant_is_an_auth_error_with_a_hint(
     loki: FakeLoki, session: aiohttp.ClientSession
 ) -> None:
