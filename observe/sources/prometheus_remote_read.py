@@ -86,9 +86,9 @@ __all__ = [
     "ReadResult",
     "RemoteReadUnsupported",
     "WindowTooLarge",
-    "remote_read_sources",
     "native",
     "python_streamed_window",
+    "remote_read_sources",
     "samples_window",
     "streamed_window",
 ]
