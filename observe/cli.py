@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from observe import __version__
 from observe.config import Config, load_config
@@ -171,6 +170,8 @@ def _run(cfg: Config, *, once: bool, console: Console, path: Path) -> int:
     collector = Collector(cfg, serve_http=not once)
     tune_gc()  # after start-up's allocations: they are frozen out of every later collection
     if once:
+        from rich.table import Table  # for the report only: a running collector draws none
+
         report = asyncio.run(collector.run_once())
         for signal_name in dict.fromkeys(sig for _, sig in report.outcomes):
             outcomes = {cluster: o for (cluster, sig), o in report.outcomes.items() if sig == signal_name}
@@ -212,6 +213,8 @@ def _check(cfg: Config, *, probe: bool, console: Console) -> int:
     console.print(f"config OK: {len(cfg.clusters)} clusters")
     if not probe:
         return EXIT_OK
+    from rich.table import Table
+
     from observe.probe import probe_all
 
     results = asyncio.run(probe_all(cfg))
@@ -261,6 +264,8 @@ def _dashboards(cfg: Config, output: Path, *, upload: bool, console: Console) ->
 
 
 def _rbac(args: argparse.Namespace, *, console: Console) -> int:
+    from rich.table import Table
+
     from observe.generate.rbac import Identity, cluster_access, write_rbac
 
     try:

@@ -21,37 +21,72 @@ body: RBAC, no such service, no endpoint) is explained by observe/kube/api_serve
 Truncation matters most: the format ends every line with `\\n`, so a non-empty body whose last byte
 is not `\\n` was cut short (a proxy timeout, a restart mid-body). Accepting it would make the missing
 series look vanished and mark them stale at the receiver.
+
+The pull loop does not wait for the whole body: `pull_into` hands it over ~1 MiB at a time as it arrives
+(observe/pipeline/metrics.py parses each piece meanwhile), so a 100k-series body (~31 MB) is never held
+whole. The checks are the same and so are the errors, some only known at the end (a truncated body, one
+byte that is not UTF-8): the caller then drops what it made of the pieces. The request is
+observe/http.py's `fetch` (auth, TLS server name, one retry after a 401, the deadline, the size cap, its
+error messages) with the body read as it streams in; `fetch` itself reads a body whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from yarl import URL
 
 from observe.config import ClusterConfig, PrometheusSourceConfig
-from observe.errors import SourceError
-from observe.http import Response, TransportError, fetch, redact, safe_url
+from observe.errors import ConfigError, SourceError
+from observe.http import RequestAuth, Response, TransportError, _translate, auth_headers, redact, safe_url
 from observe.protocol.exposition import parse_text
-from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TOO_LARGE
+from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TIMEOUT, FAIL_TOO_LARGE
 from observe.replies import classify
+from observe.units import format_duration, format_size
 
 if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
     from observe.kube.api_server import APIServer
 
-__all__ = ["ACCEPT", "FederateProbe", "PrometheusFederateSource", "federate_source"]
+__all__ = ["ACCEPT", "BodySink", "FederateProbe", "PrometheusFederateSource", "federate_source"]
 
 ACCEPT = "text/plain;version=0.0.4"
 """Ask for the text format: Prometheus would otherwise be free to negotiate protobuf."""
 _SNIPPET_CHARS = 200  # of an error body, in messages: enough for a proxy's one-line reason
 _HTTP_TO_HTTPS = b"Client sent an HTTP request to an HTTPS server"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_READ_CHUNK = 256 * 1024  # what aiohttp is asked for at a time (as `fetch` asks)
+_PIECE_BYTES = 1 << 20  # handed over at a time: one hand-off (a thread hop) per MiB, not per read
+_HEAD_BYTES = 1024  # enough of the start to tell an HTML or JSON page from the text format
+
+
+class BodySink(Protocol):
+    """Where `pull_into` puts a body: `feed` each piece in order; `lines` is the newlines fed so far
+    (for the line number of an error found in a later piece)."""
+
+    async def feed(self, piece: bytes) -> None: ...
+
+    def lines(self) -> int: ...
+
+
+class _Collect:
+    """A sink that keeps the whole body (`pull_body`)."""
+
+    def __init__(self) -> None:
+        self.body = bytearray()
+
+    async def feed(self, piece: bytes) -> None:
+        self.body += piece
+
+    def lines(self) -> int:
+        return self.body.count(b"\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +131,11 @@ class PrometheusFederateSource:
         self.set_base_url(url or cfg.url or "")
         self._params = [("match[]", selector) for selector in cfg.match]  # one param per selector
 
+    @property
+    def timeout(self) -> float:
+        """Seconds a pull may take, the body included."""
+        return self._cfg.timeout
+
     def set_base_url(self, url: str) -> None:
         if not url:
             raise ValueError("a Prometheus source needs a URL")
@@ -108,22 +148,21 @@ class PrometheusFederateSource:
         return (await self.pull_body()).decode("utf-8")
 
     async def pull_body(self) -> bytearray:
-        """The federation body as checked UTF-8 bytes, for the pull loop: a decoded copy of a 100k-series
-        body is another ~31 MiB (as much again as the bytes) per cluster at the peak."""
+        """The federation body as checked UTF-8 bytes (a decoded copy of a 100k-series body would be
+        another ~31 MiB); raises SourceError."""
+        sink = _Collect()
+        await self.pull_into(sink)
+        return sink.body
+
+    async def pull_into(self, sink: BodySink) -> int:
+        """Pull once, handing the body to `sink` as it arrives (pieces of ~1 MiB cut anywhere) with every
+        check of `pull_body`; returns its size. Raises SourceError as `pull_body` does, possibly after
+        pieces went to `sink`: a body found truncated or not UTF-8 at the end, a cut connection, a
+        timeout (which counts the time `sink` takes too)."""
         try:
-            resp = await fetch(
-                self._session,
-                "GET",
-                self.url,
-                cfg=self._cfg,
-                max_bytes=self._cfg.max_response_bytes,
-                headers={"Accept": ACCEPT},
-                params=self._params,
-                credentials=self._credentials,
-            )
+            return await self._request(sink)
         except TransportError as exc:
             raise SourceError(f"cluster {self.cluster!r}: {exc}", reason=exc.reason) from exc
-        return self._checked(resp)
 
     async def probe(self) -> FederateProbe:
         """Pull once and parse it all, for `observe check`; never raises SourceError."""
@@ -158,12 +197,135 @@ class PrometheusFederateSource:
             error=f"line {errors[0][0]}: {errors[0][1]}" if errors else None,
         )
 
+    # -- the request ------------------------------------------------------------------------------
+    async def _request(self, sink: BodySink) -> int:
+        """`fetch`'s request (observe/http.py), reading a 2xx body into `sink` as it streams in."""
+        cfg, credentials = self._cfg, self._credentials
+        where = f"GET {safe_url(self.url)}"
+        deadline = time.monotonic() + cfg.timeout
+        for attempt in range(2):  # at most one retry, after a 401 with credentials that may change
+            try:
+                auth = (
+                    await credentials.request_auth()
+                    if credentials is not None
+                    else RequestAuth(auth_headers(cfg))
+                )
+            except ConfigError as exc:
+                raise TransportError(redact(f"{where}: {exc}", cfg, credentials), reason=FAIL_AUTH) from exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransportError(
+                    f"{where}: no complete answer within the timeout of {format_duration(cfg.timeout)} "
+                    "(obtaining credentials took it all)",
+                    reason=FAIL_TIMEOUT,
+                )
+            answer = await self._attempt(sink, auth, where, remaining)
+            if isinstance(answer, int):
+                return answer
+            if answer.status != 401 or credentials is None or attempt or not credentials.expire():
+                raise self._refusal(answer)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _attempt(self, sink: BodySink, auth: RequestAuth, where: str, seconds: float) -> int | Response:
+        """One request: the body's size once it all went to `sink`, or the whole answer when not a 2xx."""
+        cfg = self._cfg
+        target = self.url
+        if auth.headers and target.user is not None:
+            target = target.with_user(None)  # the configured credentials win (aiohttp refuses both)
+        extra: dict[str, Any] = {}
+        server_name = auth.server_name or cfg.tls.server_name
+        if server_name:
+            extra["server_hostname"] = server_name
+        if auth.ssl is not None and target.scheme == "https":
+            extra["ssl"] = auth.ssl  # per request: a client certificate from an exec plugin changes
+        try:
+            async with self._session.get(
+                target,
+                headers={**cfg.headers, **auth.headers, "Accept": ACCEPT},
+                params=self._params,
+                timeout=aiohttp.ClientTimeout(total=seconds),
+                **extra,
+            ) as resp:
+                chunks = _chunks(resp, where, cfg.max_response_bytes)
+                if not 200 <= resp.status < 300:
+                    return Response(resp.status, resp.headers, b"".join([c async for c in chunks]))
+                return await self._stream(resp, chunks, sink)
+        except (TransportError, SourceError):
+            raise
+        except Exception as exc:  # translated as `fetch` translates it; anything else is re-raised untouched
+            translated = _translate(
+                exc, where, cfg, https=target.scheme == "https", credentials=self._credentials
+            )
+            if translated is None:
+                raise
+            raise translated from exc
+
+    async def _stream(
+        self, resp: aiohttp.ClientResponse, chunks: AsyncIterator[bytes], sink: BodySink
+    ) -> int:
+        """A 2xx body into `sink` as it arrives. Refused: a page, a JSON document or another Content-Type
+        (told from the start), then, once it all came, a body cut short (its last byte not a newline) and
+        one with a byte that is not UTF-8 (from that piece on nothing more goes to `sink`)."""
+        head: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size >= _HEAD_BYTES:
+                break
+        piece = b"".join(head)
+        if _not_the_text_format(Response(resp.status, resp.headers, b"").content_type, piece):
+            # Read whole, as a refusal is described from its body (a page's title, a JSON error).
+            raise self._refusal(
+                Response(resp.status, resp.headers, piece + b"".join([c async for c in chunks]))
+            )
+        utf8 = _Utf8Check()
+        bad: tuple[int, int] | None = None  # (byte, line) of the first byte that is not UTF-8
+        total, last = 0, b""
+        pending: list[bytes] = [piece] if piece else []
+        buffered = len(piece)
+        done = False
+        while not done:
+            async for chunk in chunks:
+                pending.append(chunk)
+                buffered += len(chunk)
+                if buffered >= _PIECE_BYTES:
+                    break
+            else:
+                done = True
+            if not pending:
+                continue
+            piece = b"".join(pending)
+            pending.clear()
+            buffered = 0
+            total += len(piece)
+            last = piece[-1:]
+            if bad is not None:
+                continue  # read on: a truncated body is what to report then
+            pos = utf8.check(piece)
+            if pos is None:
+                await sink.feed(piece)
+                continue
+            rel = pos - (total - len(piece))  # negative: in a character the previous piece began
+            bad = (pos, sink.lines() + piece.count(b"\n", 0, max(rel, 0)) + 1)
+        if total and last != b"\n":
+            raise self._fail(
+                f"the response is truncated: {total} bytes, the last line has no newline", FAIL_BAD_RESPONSE
+            )
+        if bad is not None:
+            raise self._fail(
+                f"the response is not valid UTF-8 (byte {bad[0]}, line {bad[1]})", FAIL_BAD_RESPONSE
+            )
+        return total
+
     # -- the answer, checked ----------------------------------------------------------------------
     def _fail(self, what: str, reason: str) -> SourceError:
         message = f"cluster {self.cluster!r}: GET {safe_url(self.url)}: {what}"
         return SourceError(redact(message, self._cfg, self._credentials), reason=reason)
 
-    def _checked(self, resp: Response) -> bytearray:
+    def _refusal(self, resp: Response) -> SourceError:
+        """Why a whole answer that is not the text format was refused: not a 2xx, or (when `_stream` saw
+        its start) a page, a JSON document or another Content-Type."""
         status = resp.status
         if not 200 <= status < 300:
             reply = classify(status)  # the decision and reason are observe.replies'; the words are ours
@@ -181,33 +343,22 @@ class PrometheusFederateSource:
                 # Go's net/http answers plain HTTP on a TLS port with this 400, before any handler runs.
                 tls = _HTTP_TO_HTTPS in resp.body[:99]
                 what = self._describe(resp) + (" (the server speaks TLS: use an https:// URL)" if tls else "")
-            raise self._fail(f"{_status(status)}: {what}", reply.reason)
+            return self._fail(f"{_status(status)}: {what}", reply.reason)
         body = resp.body
         ctype = resp.content_type
-        first = body[:1024].lstrip()[:1]
+        first = body[:_HEAD_BYTES].lstrip()[:1]
         if ctype in ("text/html", "application/xhtml+xml") or first == b"<":
-            raise self._fail(
+            return self._fail(
                 f"got an HTML page{_title(body)}, is the URL a Prometheus? (want the text exposition format)",
                 FAIL_BAD_RESPONSE,
             )
         if ctype == "application/json" or first in (b"{", b"["):
-            raise self._fail(
+            return self._fail(
                 f"got a JSON document, not the text exposition format: {self._describe(resp)} "
                 "(is the URL the Prometheus server root, without /api/v1?)",
                 FAIL_BAD_RESPONSE,
             )
-        if ctype not in ("", "text/plain"):
-            raise self._fail(f"unexpected Content-Type {ctype!r}, want text/plain", FAIL_BAD_RESPONSE)
-        if body and body[-1:] != b"\n":
-            raise self._fail(
-                f"the response is truncated: {len(body)} bytes, the last line has no newline",
-                FAIL_BAD_RESPONSE,
-            )
-        bad = _first_invalid_utf8(body)
-        if bad is not None:
-            line = body.count(b"\n", 0, bad) + 1
-            raise self._fail(f"the response is not valid UTF-8 (byte {bad}, line {line})", FAIL_BAD_RESPONSE)
-        return body if isinstance(body, bytearray) else bytearray(body)
+        return self._fail(f"unexpected Content-Type {ctype!r}, want text/plain", FAIL_BAD_RESPONSE)
 
     def _describe(self, resp: Response) -> str:
         """A short, secret-free account of an error body for a message."""
@@ -255,35 +406,66 @@ def federate_source(cluster: ClusterConfig, session: aiohttp.ClientSession) -> P
     return PrometheusFederateSource(cluster.name, prom, session, url=api.service_url(ref), via=api)
 
 
+async def _chunks(resp: aiohttp.ClientResponse, where: str, max_bytes: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, under `max_bytes` (`fetch`'s cap and words: Content-Length up front, then
+    the bytes read)."""
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    length = resp.content_length
+    # A compressed Content-Length says little about the decompressed size: that is capped below.
+    if length is not None and length > max_bytes and not encoded:
+        resp.close()
+        raise TransportError(
+            f"{where}: Content-Length {length} is over the {format_size(max_bytes)} limit (max_response_bytes)",
+            reason=FAIL_TOO_LARGE,
+        )
+    size = 0
+    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            resp.close()
+            raise TransportError(
+                f"{where}: the response passed the {format_size(max_bytes)} limit (max_response_bytes)"
+                + (" after decompression" if encoded else ""),
+                reason=FAIL_TOO_LARGE,
+            )
+        yield chunk
+
+
+def _not_the_text_format(ctype: str, head: bytes) -> bool:
+    """What `_refusal` refuses of a 2xx body, told from its start: a page or a JSON document by their first
+    character, or a Content-Type other than text/plain (HTML and JSON among them)."""
+    return head[:_HEAD_BYTES].lstrip()[:1] in (b"<", b"{", b"[") or ctype not in ("", "text/plain")
+
+
+class _Utf8Check:
+    """Finds the first byte that is not UTF-8 in a body read in pieces, which may cut a character.
+
+    An ASCII piece, the usual one, is one C-level scan; any other is decoded (and the text dropped).
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._offset = 0  # bytes of the body before the next piece
+
+    def check(self, piece: bytes) -> int | None:
+        """The offset in the whole body of the first invalid byte up to the end of `piece`, or None."""
+        held = len(self._decoder.getstate()[0])  # the start of a character the last piece cut
+        if not held and piece.isascii():
+            self._offset += len(piece)
+            return None
+        try:
+            self._decoder.decode(piece)
+        except UnicodeDecodeError as exc:
+            return self._offset - held + exc.start  # exc.start counts from the held bytes
+        self._offset += len(piece)
+        return None
+
+
 def _status(code: int) -> str:
     try:
         return f"{code} {HTTPStatus(code).phrase}"
     except ValueError:
         return str(code)
-
-
-_UTF8_SLICE = 1 << 20
-
-
-def _first_invalid_utf8(body: bytes | bytearray) -> int | None:
-    """Offset of the first byte that is not UTF-8, or None; never decodes more than 1 MiB at a time.
-
-    ASCII, the usual body, is one C-level scan (~3 ms for 31 MB). Slices end after a newline, which is
-    never inside a UTF-8 sequence, so a slice boundary cannot split a character.
-    """
-    if body.isascii():
-        return None
-    view = memoryview(body)
-    pos, size = 0, len(body)
-    while pos < size:
-        end = body.find(b"\n", pos + _UTF8_SLICE)
-        end = size if end < 0 else end + 1
-        try:
-            str(view[pos:end], "utf-8")
-        except UnicodeDecodeError as exc:
-            return pos + exc.start
-        pos = end
-    return None
 
 
 def _title(body: bytes | bytearray) -> str:

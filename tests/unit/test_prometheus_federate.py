@@ -412,3 +412,96 @@ async def test_the_check_row_of_a_probe_says_how_many_bad_lines_and_fails(prom: 
     assert (good.ok, good.detail, good.url) == (True, "2 series match", f"{prom.url}/federate")
     assert not bad.ok and bad.detail.startswith("2 series match, 1 bad line (first: line 4: ")
     assert not refused.ok and "403 Forbidden: the server refused our credentials" in refused.detail
+
+
+# -- a body read as it arrives ----------------------------------------------------------------------
+
+
+class Pieces:
+    """A sink that records the pieces it is fed."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    async def feed(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+
+    def lines(self) -> int:
+        return sum(piece.count(b"\n") for piece in self.pieces)
+
+
+async def _pull_into(url: str, sink: Pieces, **kw: Any) -> int:
+    cfg = PrometheusSourceConfig(url=url, **kw)
+    async with new_session(cfg) as session:
+        return await PrometheusFederateSource("prod-eu-1", cfg, session).pull_into(sink)
+
+
+def _big_body(lines: int) -> bytes:
+    return b"".join(
+        b'm{i="%d",s="\xc3\xa9t\xc3\xa9"} 1 1700000000000\n' % i for i in range(lines)
+    )  # é: 2 bytes
+
+
+async def test_a_big_body_arrives_in_pieces_that_make_it_whole(prom: FakePrometheus) -> None:
+    body = _big_body(100_000)  # ~4.5 MiB, non-ASCII: the UTF-8 check meets characters cut by a piece
+    prom.handler = _answer(body=body, headers={"Content-Type": TEXT_FORMAT})
+    sink = Pieces()
+    assert await _pull_into(prom.url, sink) == len(body)
+    assert b"".join(sink.pieces) == body
+    assert len(sink.pieces) > 3 and all(len(p) <= 2 << 20 for p in sink.pieces)
+
+
+async def test_a_byte_that_is_not_utf8_far_into_the_body_is_found_and_nothing_after_it_is_fed(
+    prom: FakePrometheus,
+) -> None:
+    body = bytearray(_big_body(60_000))
+    bad = len(body) - 100
+    body[bad] = 0xFF
+    prom.handler = _answer(body=bytes(body), headers={"Content-Type": TEXT_FORMAT})
+    sink = Pieces()
+    with pytest.raises(SourceError) as info:
+        await _pull_into(prom.url, sink)
+    line = body.count(b"\n", 0, bad) + 1
+    assert info.value.reason == FAIL_BAD_RESPONSE
+    assert f"not valid UTF-8 (byte {bad}, line {line})" in str(info.value)
+    assert sum(map(len, sink.pieces)) < bad  # the bad piece and what follows were not handed over
+    assert str(info.value) == str(await _pull_error(prom.url))  # pulled whole: the same words
+
+
+async def test_a_body_cut_short_is_refused_after_its_pieces_were_fed(prom: FakePrometheus) -> None:
+    body = _big_body(60_000)[:-7]
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": TEXT_FORMAT})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await resp.write(body)
+        await resp.write_eof()
+        return resp
+
+    prom.handler = cut
+    sink = Pieces()
+    with pytest.raises(SourceError) as info:
+        await _pull_into(prom.url, sink)
+    assert f"the response is truncated: {len(body)} bytes" in str(info.value)
+    assert sink.pieces  # the caller had been fed, and must drop what it made of them
+
+
+async def test_a_page_is_refused_before_any_piece_is_fed(prom: FakePrometheus) -> None:
+    page = b"<html><head><title>Proxy</title></head><body>" + b"x" * 3_000_000 + b"</body></html>\n"
+    prom.handler = _answer(body=page, headers={"Content-Type": "text/plain"})
+    sink = Pieces()
+    with pytest.raises(SourceError) as info:
+        await _pull_into(prom.url, sink)
+    assert "got an HTML page ('Proxy')" in str(info.value) and sink.pieces == []
+
+
+def test_the_utf8_check_takes_a_character_cut_between_pieces_and_places_a_bad_byte_in_the_body() -> None:
+    from observe.sources.prometheus_federate import _Utf8Check
+
+    check = _Utf8Check()
+    assert [check.check(p) for p in (b"ab\n", b"t\xc3", b"\xa9\n", b"\xe2\x82", b"\xac\n")] == [None] * 5
+    check = _Utf8Check()
+    assert check.check(b"abc\xe2\x82") is None  # two bytes of a three-byte character...
+    assert check.check(b"x\n") == 3  # ...that never came: the first of them is the bad byte
+    assert _Utf8Check().check(b"ok\n\xff") == 3

@@ -214,3 +214,102 @@ def test_parser_and_hot_path_agree_on_generated_lines(warm: bool) -> None:
     assert not mismatches, f"{len(mismatches)} bodies differ; first: {mismatches[0]}"
     assert lines_seen > 5 * GENERATED_BODIES
     assert time.monotonic() - start < 30
+
+
+# -- a body read as it arrives ----------------------------------------------------------------------
+
+
+def raw_payloads(batch: CycleBatch) -> list[bytes]:
+    """The requests as the receiver gets them, in order (decoded() forgets the order)."""
+    return [decompress(payload) for payload, _ in batch.payloads]
+
+
+def sent_order(batch: CycleBatch) -> list[str]:
+    """The `i` label of every series sent, in request order."""
+    return [dict(labels)["i"] for raw in raw_payloads(batch) for labels, _ in decode_write_request(raw)]
+
+
+def numbered_body(series: range, ts: int, value: str = "1") -> str:
+    return "".join(f'm{{i="{i}",path="/a b"}} {value} {ts}\n' for i in series)
+
+
+def test_a_body_fed_in_pieces_makes_the_bytes_of_the_whole() -> None:
+    whole, _, _ = make(max_samples=7)
+    pieces, _, _ = make(max_samples=7)
+    rng = random.Random(11)
+    bodies = [BODY, BODY.replace("1700000000", "1700000030"), numbered_body(range(40), 1700000060000)]
+    for n, body in enumerate(bodies):
+        now = 1700000001000 + n * 30_000
+        expected = whole.process(body, now_ms=now)
+        cycle = pieces.begin(now)
+        data, pos = body.encode(), 0
+        while pos < len(data):
+            step = rng.randint(1, 25)
+            cycle.feed(data[pos : pos + step])
+            pos += step
+        got = cycle.finish(now)
+        assert raw_payloads(got) == raw_payloads(expected), n
+        assert (got.series, got.samples, got.stale, got.unchanged) == (
+            expected.series, expected.samples, expected.stale, expected.unchanged,
+        )  # fmt: skip
+
+
+def test_an_aborted_cycle_leaves_the_cache_as_it_was() -> None:
+    # The pull failed after part of the body was read: what that part changed (timestamps taken, new
+    # series) must not show, neither in the next cycle nor in the stale markers of a failed one.
+    control, _, _ = make()
+    cache, _, bad = make()
+    first = numbered_body(range(20), 1700000000000)
+    for c in (control, cache):
+        c.process(first, now_ms=1700000001000)
+    cycle = cache.begin(1700000031000)
+    cycle.feed((numbered_body(range(10, 40), 1700000030000) + "broken{ 1\n").encode())
+    cycle.abort()
+    cycle.abort()  # twice is harmless
+    cycle.feed(b'late{a="b"} 1 1700000030000\n')  # a piece still queued when the pull failed: ignored
+    assert len(cache) == len(control) == 20 and not bad
+    again = numbered_body(range(5, 25), 1700000030000)
+    assert raw_payloads(cache.process(again, now_ms=1700000031000)) == raw_payloads(
+        control.process(again, now_ms=1700000031000)
+    )
+    assert raw_payloads(cache.fail(now_ms=1700000029000)) == raw_payloads(control.fail(now_ms=1700000029000))
+    with pytest.raises(RuntimeError):
+        cycle.finish(1700000031000)
+
+
+def test_bad_lines_are_reported_when_the_cycle_finishes_and_never_for_an_aborted_one() -> None:
+    cache, _, bad = make()
+    cycle = cache.begin(1700000001000)
+    cycle.feed(b"broken{ 1\nok 1 1700000000000\n")
+    assert bad == []
+    cycle.abort()
+    assert bad == []
+    cycle = cache.begin(1700000001000)
+    cycle.feed(b"ok 1 1700000000000\nbroken{ 1\n")
+    assert bad == []
+    assert cycle.finish(1700000001000).bad_lines == 1 and [n for n, _ in bad] == [2]
+
+
+def test_series_leave_in_the_order_they_came_and_the_others_keep_theirs() -> None:
+    cache, _, _ = make(max_samples=1000)
+    cache.process(numbered_body(range(400), 1700000000000), now_ms=1700000001000)
+    # 300 of 400 vanish: enough free slots for the cache to compact itself
+    batch = cache.process(numbered_body(range(300, 400), 1700000010000), now_ms=1700000011000)
+    assert sent_order(batch) == [str(i) for i in range(300, 400)] + [str(i) for i in range(300)]  # then stale
+    assert len(cache) == 100
+    # some come back, after the others in the body: the requests follow the body, the stale markers the cache
+    body = numbered_body(range(350, 400), 1700000020000) + numbered_body(range(0, 20), 1700000020000)
+    batch = cache.process(body, now_ms=1700000021000)
+    assert sent_order(batch) == [str(i) for i in [*range(350, 400), *range(20), *range(300, 350)]]
+    assert (batch.stale, len(cache)) == (50, 70)
+
+
+def test_a_body_in_another_order_or_with_a_series_twice_reads_the_same() -> None:
+    cache, _, _ = make()
+    lines = numbered_body(range(3000), 1700000000000).splitlines(keepends=True)
+    cache.process("".join(lines), now_ms=1700000001000)
+    random.Random(5).shuffle(lines)
+    newer = "".join(lines).replace("1700000000000", "1700000010000")
+    batch = cache.process(newer + lines[0].replace("1700000000000", "1700000010000"), now_ms=1700000011000)
+    assert (batch.series, batch.samples, batch.unchanged, batch.stale, len(cache)) == (3001, 3000, 1, 0, 3000)
+    assert sent_order(batch) == [line.split('"')[1] for line in lines]
