@@ -339,11 +339,16 @@ def report_ratios(results: list[Result]) -> None:
     cpu_peer = min(peers, key=lambda r: r.cpu_per_million)
     mem_peer = min(peers, key=lambda r: r.rss_per_series)
     print(
-        f"ratio observe / best vmagent: CPU per sample {obs.cpu_per_million / cpu_peer.cpu_per_million:.2f} "
+        f"ratio observe / best vmagent: CPU per sample {_ratio(obs.cpu_per_million, cpu_peer.cpu_per_million)} "
         f"(against {cpu_peer.name}; target <= 0.6), memory per series "
-        f"{obs.rss_per_series / mem_peer.rss_per_series:.2f} (against {mem_peer.name}; target <= 1.0)"
+        f"{_ratio(obs.rss_per_series, mem_peer.rss_per_series)} (against {mem_peer.name}; target <= 1.0)"
     )
     print(flush=True)
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    # A tiny run can see a peer use no CPU tick at all (the clock counts 10 ms at a time).
+    return f"{ours / theirs:.2f}" if theirs else "n/a"
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ __all__ = [
     "parse_retry_after",
     "redact",
     "safe_url",
+    "transport_error",
 ]
 
 _REDACTED = "<redacted>"
@@ -379,13 +380,13 @@ async def _fetch_once(
     except TransportError:
         raise
     except Exception as exc:  # translated below; anything else is re-raised untouched
-        translated = _translate(exc, where, cfg, https=target.scheme == "https", credentials=credentials)
+        translated = transport_error(exc, where, cfg, https=target.scheme == "https", credentials=credentials)
         if translated is None:
             raise
         raise translated from exc
 
 
-def _translate(
+def transport_error(
     exc: BaseException,
     where: str,
     cfg: HTTPClientOptions,

@@ -46,7 +46,15 @@ from yarl import URL
 
 from observe.config import ClusterConfig, PrometheusSourceConfig
 from observe.errors import ConfigError, SourceError
-from observe.http import RequestAuth, Response, TransportError, _translate, auth_headers, redact, safe_url
+from observe.http import (
+    RequestAuth,
+    Response,
+    TransportError,
+    auth_headers,
+    redact,
+    safe_url,
+    transport_error,
+)
 from observe.protocol.exposition import parse_text
 from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TIMEOUT, FAIL_TOO_LARGE
 from observe.replies import classify
@@ -253,7 +261,7 @@ class PrometheusFederateSource:
         except (TransportError, SourceError):
             raise
         except Exception as exc:  # translated as `fetch` translates it; anything else is re-raised untouched
-            translated = _translate(
+            translated = transport_error(
                 exc, where, cfg, https=target.scheme == "https", credentials=self._credentials
             )
             if translated is None:
