@@ -35,9 +35,9 @@ The encoders of the responses exist for test servers and round trips.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final, Generic, NamedTuple, TypeVar
 
 import google_crc32c
 
@@ -113,6 +113,9 @@ labels; twice the default leaves room for big label sets and costs 1 MiB per str
 
 _INT64_MAX: Final = (1 << 63) - 1
 _MAX_VARINT_BYTES: Final = 10
+
+
+_M = TypeVar("_M")
 
 
 def _crc32c(data: bytes) -> int:
@@ -533,18 +536,19 @@ def decode_chunked_read_response(frame: bytes) -> ChunkedReadResponse:
     return ChunkedReadResponse(raw.query_index, series)
 
 
-class ChunkedReadScanner:
-    """`FrameReader` plus `scan_chunked_read_response`: feed body bytes, get messages with raw labels."""
+class _FrameDecoder(Generic[_M]):
+    """`FrameReader` plus a decoder of each frame's message: feed body bytes, get messages."""
 
-    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+    def __init__(self, decode: Callable[[bytes], _M], max_frame_bytes: int) -> None:
         self.frames = FrameReader(max_frame_bytes)
+        self._decode = decode
 
-    def feed(self, data: bytes) -> list[RawChunkedReadResponse]:
+    def feed(self, data: bytes) -> list[_M]:
         first = self.frames.frames
         out = []
         for i, frame in enumerate(self.frames.feed(data)):
             try:
-                out.append(scan_chunked_read_response(frame))
+                out.append(self._decode(frame))
             except RemoteReadFormatError as exc:
                 raise RemoteReadFormatError(f"frame {first + i}: {exc}") from None
         return out
@@ -553,24 +557,18 @@ class ChunkedReadScanner:
         self.frames.close()
 
 
-class ChunkedReadDecoder:
-    """`FrameReader` plus `decode_chunked_read_response`: feed body bytes, get messages."""
+class ChunkedReadScanner(_FrameDecoder[RawChunkedReadResponse]):
+    """Messages with raw labels (`scan_chunked_read_response`)."""
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self.frames = FrameReader(max_frame_bytes)
+        super().__init__(scan_chunked_read_response, max_frame_bytes)
 
-    def feed(self, data: bytes) -> list[ChunkedReadResponse]:
-        first = self.frames.frames
-        out = []
-        for i, frame in enumerate(self.frames.feed(data)):
-            try:
-                out.append(decode_chunked_read_response(frame))
-            except RemoteReadFormatError as exc:
-                raise RemoteReadFormatError(f"frame {first + i}: {exc}") from None
-        return out
 
-    def close(self) -> None:
-        self.frames.close()
+class ChunkedReadDecoder(_FrameDecoder[ChunkedReadResponse]):
+    """Messages with decoded labels (`decode_chunked_read_response`)."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        super().__init__(decode_chunked_read_response, max_frame_bytes)
 
 
 def scan_chunked_body(
