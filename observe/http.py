@@ -41,6 +41,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from observe import __version__
+from observe.batched_reads import batched_chunks
 from observe.config import HTTPClientOptions, TLSConfig
 from observe.errors import ConfigError, ObserveError
 from observe.reasons import (
@@ -275,13 +276,15 @@ async def fetch(
     params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
     data: bytes | None = None,
     credentials: Credentials | None = None,
+    batch_reads: bool = False,
 ) -> Response:
     """One request with `cfg`'s auth, headers, TLS server name and timeout; the body capped at `max_bytes`.
 
     Returns any HTTP status; raises TransportError (see the module docstring) when there is no usable
     response. Header precedence: `cfg.headers`, then auth, then `headers`. With `credentials` the auth is
     theirs, not `cfg`'s; a 401 is tried once more when they say new ones may help, and both tries share
-    `cfg.timeout`: a deadline is per request, whatever happens inside it.
+    `cfg.timeout`: a deadline is per request, whatever happens inside it. `batch_reads` reads the body
+    in batches (observe/batched_reads.py), for a server that writes it in many small pieces.
     """
     target = URL(url) if isinstance(url, str) else url
     where = f"{method} {safe_url(target)}"
@@ -304,7 +307,7 @@ async def fetch(
             )
         resp = await _fetch_once(
             session, method, target, where, cfg=cfg, auth=auth, max_bytes=max_bytes, headers=headers,
-            params=params, data=data, seconds=remaining, credentials=credentials,
+            params=params, data=data, seconds=remaining, credentials=credentials, batch_reads=batch_reads,
         )  # fmt: skip
         if resp.status != 401 or credentials is None or attempt or not credentials.expire():
             return resp
@@ -325,6 +328,7 @@ async def _fetch_once(
     data: bytes | None,
     seconds: float,  # what is left of the request's deadline
     credentials: Credentials | None,
+    batch_reads: bool,
 ) -> Response:
     if auth.headers and target.user is not None:
         target = target.with_user(None)  # the configured credentials win (aiohttp refuses both)
@@ -360,7 +364,8 @@ async def _fetch_once(
             # as it grew, ~10% of a federation cycle's CPU (py-spy on `python -m bench.federate_vs_vmagent`).
             body = bytearray(length) if length is not None and not encoded else bytearray()
             size = 0
-            async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+            chunks = batched_chunks(resp, _READ_CHUNK) if batch_reads else resp.content.iter_chunked(_READ_CHUNK)
+            async for chunk in chunks:
                 end = size + len(chunk)
                 if end > max_bytes:
                     resp.close()

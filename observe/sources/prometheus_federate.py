@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 from yarl import URL
 
+from observe.batched_reads import batched_chunks
 from observe.config import ClusterConfig, PrometheusSourceConfig
 from observe.errors import ConfigError, SourceError
 from observe.http import (
@@ -427,7 +428,7 @@ async def _chunks(resp: aiohttp.ClientResponse, where: str, max_bytes: int) -> A
             reason=FAIL_TOO_LARGE,
         )
     size = 0
-    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+    async for chunk in batched_chunks(resp, _READ_CHUNK):  # Prometheus writes it 4 KiB at a time
         size += len(chunk)
         if size > max_bytes:
             resp.close()

@@ -226,6 +226,7 @@ class PrometheusRemoteReadSource:
             resp = await fetch(
                 self._session, "POST", self.url, cfg=self._cfg, max_bytes=self._cfg.max_response_bytes,
                 headers=REQUEST_HEADERS, data=encode_read_request(queries, ACCEPTED), credentials=self._credentials,
+                batch_reads=True,  # Prometheus writes one frame per series
             )  # fmt: skip
         except TransportError as exc:
             raise SourceError(f"cluster {self.cluster!r}: {exc}", reason=exc.reason) from exc
