@@ -1,7 +1,8 @@
 """What remote-read costs the source Prometheus and the collector, against `/federate`, in one run.
 
     .venv/bin/python -m bench.remote_read_vs_federate [--series 30000] [--minutes 20] [--max-window 300]
-        [--steady-interval 30] [--steady-warmup 2] [--steady-cycles 3] [--pulls 10] [--vmagent-interval 3]
+        [--steady-interval 30] [--min-window 60] [--steady-warmup 2] [--steady-cycles 3] [--pulls 10]
+        [--vmagent-interval 3]
         [--vmagent-scrapes 8]
 
 One real Prometheus 2.42 (the source, external labels `cluster`, `prometheus`) is given `--series` series
@@ -27,16 +28,18 @@ VictoriaMetrics; samples delivered are the rows it inserted (`vm_rows_inserted_t
    `max_window` windows, budget unlimited), once with STREAMED_XOR_CHUNKS (the default: XOR chunks decoded
    in Python) and once with SAMPLES only (the source decodes; observe's `ACCEPTED` is set in the child
    by the launcher below, the code path is the production one).
-5. remote-read steady state: `--steady-interval / 15` new samples per series are written after each
-   cursor, and `observe run --once` goes on from it: what a normal cycle costs, where the per-series
+5. remote-read steady state: a window of max(`--steady-interval`, `--min-window`) / 15 new samples per
+   series is written after each cursor, and `observe run --once` goes on from it: what a normal read
+   costs (a steady cycle reads once `remote_read.min_window` is due), where the per-series
    work (index lookup, labels, one frame) is spread over a few samples only. Prometheus 2.42 trims a
    head chunk to the query's range (it decodes and re-encodes it: source CPU per sample), so the
    collector decodes only the window's samples; the "chunks" line shows it. These `--once` runs are cold
    (a new process: its label cache empty), so their collector figures are an upper bound; their source
    figures are what a cycle of that length costs the source, warm or cold.
-6. remote-read steady state, warm: a long-running `observe run` every `--steady-interval`, with the next
-   samples written as they fall due (each 15s grid point once all its phases have passed), measured over
-   `--steady-cycles` cycles after `--steady-warmup`, from an idle collector (queue drained) to an idle
+6. remote-read steady state, warm: a long-running `observe run` every `--steady-interval` with
+   `min_window: --min-window`, with the next samples written as they fall due (each 15s grid point once
+   all its phases have passed), measured over `--steady-cycles` reads after `--steady-warmup`, from an
+   idle collector (queue drained) to an idle
    collector: what a collector that has been running costs per sample, like vmagent's measured scrapes.
    The source also ingests the writes then, so its CPU is not counted in these rows.
 
@@ -64,6 +67,7 @@ from pathlib import Path
 
 import yaml
 
+from observe.config import RemoteReadConfig
 from observe.demo.fleet import SimulatedCluster
 from observe.protocol import remote_write
 from observe.protocol.remote_read import (
@@ -385,7 +389,8 @@ class Bench:
         cfg = {
             "interval": f"{a.steady_interval:g}s", "data_dir": str(data_dir), "listen": listen, "self_metrics": False,
             # a sample is written up to 15s after its timestamp (its phase): read only behind that
-            "remote_read": {"safety_lag": "20s", "max_window": f"{a.max_window:g}s", "backfill_limit": "3600s"},
+            "remote_read": {"safety_lag": "20s", "max_window": f"{a.max_window:g}s", "backfill_limit": "3600s",
+                            "min_window": f"{a.min_window:g}s"},
             "clusters": [{"name": "src", "prometheus": {
                 "url": self.src.url, "protocol": "remote_read", "match": [SELECT_ALL],
                 "timeout": f"{a.steady_interval * 0.9:g}s",
@@ -400,7 +405,7 @@ class Bench:
             proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://{listen}/metrics"
         try:
-            limit = a.steady_interval * (a.steady_warmup + a.steady_cycles + 4) + 120
+            limit = max(a.steady_interval, a.min_window) * (a.steady_warmup + a.steady_cycles + 4) + 120
             deadline = time.monotonic() + limit
             self._cycles_done(url, proc, a.steady_warmup, deadline)
             rows0, cpu0 = vm_rows_settled(self.vm), cpu_seconds(proc.pid)
@@ -415,7 +420,8 @@ class Bench:
 
     @staticmethod
     def _cycles_done(url: str, proc: subprocess.Popen[bytes], n: int, deadline: float) -> None:
-        """Wait until observe has finished `n` pull cycles (observe_pull_duration_seconds_count)."""
+        """Wait until observe has read `n` times (observe_pull_duration_seconds_count: a cycle that waits
+        for min_window does not count)."""
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"observe exited with {proc.returncode}")
@@ -513,7 +519,8 @@ def phases(bench: Bench, tmp: Path) -> list[Row]:
         rows.append(observe_row(f"remote-read {label} backfill", got))
     cursor_ms = int((time.time() - SAFETY_LAG_S) * 1000)  # at or after both cursors
 
-    steady = max(1, round(a.steady_interval * 1000 / SCRAPE_MS))
+    window_s = max(a.steady_interval, a.min_window)  # what one steady read covers
+    steady = max(1, round(window_s * 1000 / SCRAPE_MS))
     first = next(
         k for k in range(data.written[-1] + 1, data.written[-1] + 10_000) if data.grid_ms(k) > cursor_ms + 10
     )
@@ -527,11 +534,12 @@ def phases(bench: Bench, tmp: Path) -> list[Row]:
     for kind, label in (("xor", "streamed XOR"), ("samples", "SAMPLES")):
         got = bench.observe_once(f"rr-{kind}-steady", protocol="remote_read", data_dir=dirs[kind],
                                  accepted=accepted[kind], interval=a.steady_interval)  # fmt: skip
-        rows.append(observe_row(f"remote-read {label} {a.steady_interval:g}s cold", got))
+        rows.append(observe_row(f"remote-read {label} {window_s:g}s cold", got))
     window_end = data.grid_ms(ks[-1]) + SCRAPE_MS
     in_chunks, inside = bench.chunk_overhead(data.grid_ms(ks[0]) - 1, window_end)
 
-    print(f"remote-read steady state, warm: `observe run` every {a.steady_interval:g}s, {a.steady_cycles} cycles "
+    print(f"remote-read steady state, warm: `observe run` every {a.steady_interval:g}s (min_window "
+          f"{a.min_window:g}s), {a.steady_cycles} reads "
           f"measured after {a.steady_warmup}, new samples written as they fall due ...", flush=True)  # fmt: skip
     for kind, label in (("xor", "streamed XOR"), ("samples", "SAMPLES")):
         rows.append(bench.observe_warm(f"remote-read {label} {a.steady_interval:g}s warm", data_dir=dirs[kind],
@@ -612,8 +620,10 @@ def main(argv: list[str] | None = None) -> int:
         "--max-window", type=float, default=300.0, help="observe's remote_read.max_window, seconds"
     )
     p.add_argument("--steady-interval", type=float, default=30.0, help="the steady-state cycle, seconds")
-    p.add_argument("--steady-warmup", type=int, default=2, help="warm run: cycles before the measured ones")
-    p.add_argument("--steady-cycles", type=int, default=3, help="warm run: cycles measured")
+    p.add_argument("--min-window", type=float, default=RemoteReadConfig().min_window,
+                   help="observe's remote_read.min_window, seconds (default: observe's)")  # fmt: skip
+    p.add_argument("--steady-warmup", type=int, default=2, help="warm run: reads before the measured ones")
+    p.add_argument("--steady-cycles", type=int, default=3, help="warm run: reads measured")
     p.add_argument("--pulls", type=int, default=10, help="federate GETs to time the source's cost per pull")
     p.add_argument("--vmagent-interval", type=float, default=3.0, help="vmagent's scrape_interval, seconds")
     p.add_argument(

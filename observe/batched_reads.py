@@ -6,7 +6,7 @@ takes each one as it lands is woken thousands of times a reply, and every wake-u
 event loop, aiohttp's parser and a coroutine. With `SO_RCVLOWAT` the kernel reports the socket readable
 only once `low_water` bytes are queued (Linux: socket(7), tcp_poll).
 
-Measured against a real Prometheus 2.42 (30k series, a 30s window, `python -m bench.remote_read_reads`):
+Measured against a real Prometheus 2.42 (30k series, a 30s window, `python -m bench.remote_read_source`):
 the collector's CPU to receive one reply fell from ~245 to ~33 ms (context switches ~8000 -> ~300) and
 the source's from ~315 to ~280 ms on loopback, where a write to a socket whose reader is asleep in
 epoll also pays for waking it.

@@ -11,7 +11,11 @@ The cursor moves only once its window is in the queue, and the queue's acknowled
 the receiver's 2xx, so delivery is at-least-once end to end; a re-read window is byte-identical and
 receivers accept an identical sample again silently. After an outage the gap is read oldest first, one
 bounded window after another, so each series reaches the receiver in time order; a cycle stops after
-`interval` of reading and the next one goes on from the cursor. A gap longer than `backfill_limit` is
+`interval` of reading and the next one goes on from the cursor. In the steady state a cycle reads only
+once the window spans `min_window` (give or take half an interval; the first cycle of a process, and any
+after a failure, always read): the source pays per series per request, whatever the window holds, so
+fewer, longer windows cost it less per sample. A cycle in between asks only `GET /-/ready`, so an outage
+is still seen within an interval. A gap longer than `backfill_limit` is
 cut: its oldest part is skipped, counted in seconds (`observe_remote_read_skipped_seconds_total`) and
 said, because the receiver would refuse samples that old.
 
@@ -132,6 +136,11 @@ class RemoteReadPipeline:
         self._session = session  # owned: closed with the pipeline
         self._active = 0  # the replica that answered last: tried first
         self._window_ms = int(self.read_cfg.max_window * 1000)
+        # Give or take half a cycle, so that cycles 30s apart with a 60s min_window read every other one
+        # rather than every third (a window just short of 60s would wait a whole cycle more).
+        # At most half of backfill_limit: a gap is cut to that, so a longer span would never be reached.
+        min_window = min(self.read_cfg.min_window, self.read_cfg.backfill_limit / 2)
+        self._min_span_ms = max(0, int((min_window - cfg.interval / 2) * 1000))
         self._position: int | None = None  # the cursor, once loaded
         self._labels: dict[bytes, bytes] = {}  # the source's label bytes -> ours (or _DROPPED)
         self._newest: dict[bytes, int] = {}  # encoded labels -> newest timestamp sent, for `retire`
@@ -193,6 +202,10 @@ class RemoteReadPipeline:
         head = int((now - self.read_cfg.safety_lag) * 1000)
         position = self._load(now)
         position = self._cut_backlog(position, head)
+        # Too little new data for min_window: ask the source only whether it is up (a failure reads now,
+        # and the read says what is wrong, or fails over to another replica).
+        if self._last.ok and head - position < self._min_span_ms and await self.sources[self._active].alive():
+            return self._wait(now, position)
         result = RemoteReadOutcome()
         try:
             while position < head:
@@ -251,6 +264,14 @@ class RemoteReadPipeline:
             )  # fmt: skip
         self._last = result
         return result
+
+    def _wait(self, now: float, position: int) -> MetricsOutcome:
+        """Too little new data for `min_window`, and the source is up: read nothing this cycle. The last
+        read's outcome (its counts, its time) stands; only the lag, which grows, is told."""
+        last = self._last
+        backlog = last.backlog_seconds if isinstance(last, RemoteReadOutcome) else 0.0
+        self.telemetry.remote_read_progress(self.cluster, lag=max(0.0, now - position / 1000), backlog=backlog)
+        return last
 
     def _load(self, now: float) -> int:
         if self._position is None:

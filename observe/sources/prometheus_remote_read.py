@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import logging
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -77,6 +78,8 @@ try:  # built from remote_read_native.c at install; without a C compiler there, 
 except ImportError:  # pragma: no cover - depends on the install
     native = None  # type: ignore[assignment]  # the module or None; mypy sees the module (the .pyi)
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
     from observe.kube.api_server import APIServer
 
@@ -98,6 +101,7 @@ _UNSUPPORTED_STATUS: Final = frozenset({404, 405, 501})  # no such endpoint, POS
 _SAMPLE_LIMIT = re.compile(rb"sample limit", re.IGNORECASE)  # 2.42: "exceeded sample limit (50000000)"
 _ENCODING_NAMES: Final = {ENCODING_HISTOGRAM: "histogram", ENCODING_FLOAT_HISTOGRAM: "float_histogram"}
 _SNIPPET_CHARS: Final = 200
+_READY_MAX_BYTES: Final = 64 * 1024  # "Prometheus Server is Ready.\n"; a page from a proxy at most
 
 
 class RemoteReadUnsupported(SourceError):
@@ -207,6 +211,7 @@ class PrometheusRemoteReadSource:
         self._via = via
         self._credentials = via.credentials if via is not None else None
         self.set_base_url(url or cfg.url or "")
+        self._ready_served = True  # until GET /-/ready says otherwise
         # Checked at load (config/fleet.py); a selector given twice is one query.
         self._matchers: list[tuple[Matcher, ...]] = [parse_selector(s) for s in dict.fromkeys(cfg.match)]
 
@@ -233,6 +238,30 @@ class PrometheusRemoteReadSource:
         self._check(resp)
         # Off the event loop: a backfill window is millions of samples (~0.07 us each in C, ~1 us in Python).
         return await asyncio.to_thread(self._decode, resp, start_ms, end_ms)
+
+    async def alive(self) -> bool:
+        """Whether the source answers `GET /-/ready` with a 2xx: what a cycle that waits for `min_window`
+        asks instead of reading, so that an outage is seen within an interval. True, without asking again,
+        where that path is not served (404, 405, 501: a proxy that lets only the API through, a Mimir):
+        reads alone tell then."""
+        if not self._ready_served:
+            return True
+        base = URL(self.base_url)
+        url = base.with_path(base.path.rstrip("/") + "/-/ready")
+        try:
+            resp = await fetch(
+                self._session, "GET", url, cfg=self._cfg, max_bytes=_READY_MAX_BYTES, credentials=self._credentials
+            )
+        except TransportError:
+            return False
+        if resp.status in _UNSUPPORTED_STATUS:
+            self._ready_served = False
+            log.info(
+                "the source does not serve /-/ready: cycles between remote-reads do not check it is up",
+                extra={"cluster": self.cluster, "url": safe_url(url), "status": resp.status},
+            )
+            return True
+        return 200 <= resp.status < 300
 
     # -- the answer, checked ----------------------------------------------------------------------
     def _fail(self, what: str, reason: str, kind: type[SourceError] = SourceError) -> SourceError:

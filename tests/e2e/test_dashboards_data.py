@@ -94,7 +94,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, Se
             "self_cluster": "mgmt-1",
             "alerts": {"evaluation_interval": "1s"},  # rule groups carry it; 1m would leave them unevaluated
             # remote-read (the default), close behind the sources so the centre fills within the test
-            "remote_read": {"safety_lag": "1s", "start_from": "30s"},
+            "remote_read": {"safety_lag": "1s", "start_from": "30s", "min_window": "0s"},  # every cycle reads
             "clusters": [
                 {"name": n, "labels": {"env": "prod"}, "prometheus": {"url": s.url, "timeout": "1500ms"}}
                 for n, s in zip(CLUSTERS, servers, strict=True)

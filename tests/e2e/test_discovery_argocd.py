@@ -58,7 +58,7 @@ def test_argocd_secrets_created_rotated_and_deleted_while_running(tmp_path: Path
         "self_metrics": False,
         "shutdown_timeout": "5s",
         "removal_grace": "3s",
-        "remote_read": {"start_from": "1m", "safety_lag": "1s"},
+        "remote_read": {"start_from": "1m", "safety_lag": "1s", "min_window": "0s"},  # every cycle reads
         "central": {"remote_write": {"url": centre.url + "/api/v1/write"}},
         "discovery": {
             "refresh": "2s",

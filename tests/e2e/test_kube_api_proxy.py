@@ -77,7 +77,7 @@ def collector_config(tmp: Path, clusters: list[dict[str, Any]], write_url: str) 
         "self_metrics": False,
         "shutdown_timeout": "10s",
         "queue": {"fsync": "always"},
-        "remote_read": {"start_from": "1m", "safety_lag": "2s", "max_window": "20s"},
+        "remote_read": {"start_from": "1m", "safety_lag": "2s", "max_window": "20s", "min_window": "0s"},
         "clusters": clusters,
         "central": {"remote_write": {"url": write_url, "min_backoff": "100ms", "max_backoff": "1s"}},
     }

@@ -56,7 +56,7 @@ def test_the_generated_role_grants_exactly_what_observe_calls(tmp_path: Path) ->
         "interval": "5s",
         "data_dir": str(tmp_path / "data"),
         "self_metrics": False,
-        "remote_read": {"start_from": "1m", "safety_lag": "1s"},
+        "remote_read": {"start_from": "1m", "safety_lag": "1s", "min_window": "0s"},  # every cycle reads
         "clusters": [{
             "name": "edge",
             "kubernetes": {"api_server": api.url, "bearer_token_file": str(tmp_path / "token")},

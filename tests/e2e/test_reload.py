@@ -30,7 +30,7 @@ def doc(tmp: Path, centre_url: str, clusters: list[dict[str, Any]], port: int | 
         "self_metrics": False,
         "shutdown_timeout": "5s",
         "removal_grace": "3s",
-        "remote_read": {"safety_lag": "1s", "start_from": "1m"},
+        "remote_read": {"safety_lag": "1s", "start_from": "1m", "min_window": "0s"},  # every cycle reads
         "clusters": clusters,
         "central": {"remote_write": {"url": centre_url + "/api/v1/write"}},
     }

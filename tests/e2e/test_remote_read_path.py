@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,18 @@ EXTERNAL = {"cluster": "theirs"}
 ALPHA = SELECTOR[:-1] + ',cluster="alpha"}'  # cluster alpha's series at the centre
 
 
-def config(tmp: Path, urls: list[str], write_url: str, **prometheus: Any) -> Path:
+def config(
+    tmp: Path, urls: list[str], write_url: str, *, interval: str = "5s", min_window: str = "10s", **prometheus: Any
+) -> Path:
     doc = {
-        "interval": "5s",
+        "interval": interval,
         "data_dir": str(tmp / "data"),
         "self_metrics": False,
         "shutdown_timeout": "10s",
         "queue": {"fsync": "always"},
-        "remote_read": {"start_from": "10m", "safety_lag": "2s", "max_window": "20s"},
+        # min_window 10s: every other cycle reads and the others only check the source (the default 2m
+        # reads every fourth 30s cycle): every test here runs with cycles that wait
+        "remote_read": {"start_from": "10m", "safety_lag": "2s", "max_window": "20s", "min_window": min_window},
         "clusters": [
             {
                 "name": "alpha",
@@ -119,6 +124,51 @@ def test_every_sample_arrives_once_in_order_at_a_5s_interval_over_1s_scrapes(
         marked = raw(centre, cursor_ms(tmp_path / "data", "alpha"), '{__name__="lab_value",i="3"}')
         assert [b for points in marked.values() for _, b in points][-1] == stale_bits()  # bit for bit
         assert receiver_errors(centre) == 0  # nothing out of order, nothing refused
+    finally:
+        src.stop()
+        centre.stop()
+
+
+def source_requests(src: Server, handler: str) -> float:
+    """Requests the source answered on `handler`, by its own prometheus_http_requests_total."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(src.url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "prometheus_http_requests_total" and s.labels.get("handler") == handler
+    )
+
+
+def test_cycles_that_wait_for_min_window_ask_the_source_less_and_lose_nothing(
+    tmp_path: Path, exporter: Exporter
+) -> None:
+    src = cluster_prometheus(tmp_path / "src", exporter, external=EXTERNAL)
+    centre = central_prometheus(tmp_path / "centre")
+    data = tmp_path / "data"
+    try:
+        time.sleep(3)
+        # cycles 2s apart, min_window 8s: a cycle reads once 7s are due, so every fourth one reads
+        proc = start_collector(
+            config(tmp_path, [src.url], centre.url + "/api/v1/write", interval="2s", min_window="8s", timeout="1500ms")
+        )
+        try:
+            covered(data, now_ms() - 2000, proc)  # the first cycle read
+            reads, probes = source_requests(src, "/api/v1/read"), source_requests(src, "/-/ready")
+            since = time.monotonic()
+            covered(data, now_ms() + 16_000, proc, timeout=40)
+            cycles = (time.monotonic() - since) / 2
+            asked = source_requests(src, "/api/v1/read") - reads
+            checked = source_requests(src, "/-/ready") - probes
+        finally:
+            assert proc.terminate() == 0
+        assert 2 <= asked <= cycles / 2, (asked, cycles)  # ~one read per 4 cycles, not one per cycle
+        assert checked >= asked, (checked, asked)  # the cycles in between asked only whether it was up
+        assert_centre_holds_the_source(src, centre, data)  # every sample, in order, whatever the wait
+        assert receiver_errors(centre) == 0
     finally:
         src.stop()
         centre.stop()
@@ -218,8 +268,8 @@ def test_a_source_down_then_up_invents_nothing_and_the_other_cluster_goes_on(
         down_from = now_ms()
         wait_until(lambda: proc.status()["clusters"]["alpha"]["prometheus"]["up"] is False, 20, message="alpha down")
         beta_before = cursor_ms(tmp_path / "data", "beta")
-        time.sleep(6)
-        assert cursor_ms(tmp_path / "data", "beta") > beta_before  # the other cluster is not held back
+        # the other cluster is not held back: it goes on reading (every other cycle: min_window)
+        wait_until(lambda: cursor_ms(tmp_path / "data", "beta") > beta_before, 16, message="beta reads on")
         src = cluster_prometheus(tmp_path / "src", exporter, external=EXTERNAL, port=port)
         up_from = now_ms()
         covered(tmp_path / "data", up_from + 2000, proc)

@@ -93,7 +93,9 @@ def frame_server() -> Iterator[list[FrameServer]]:
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_the_whole_body_and_a_tail_after_a_pause_then_the_connection_is_read_as_usual(
-    scheme: str, frame_server: list[FrameServer], pki: PKI  # noqa: F811
+    scheme: str,
+    frame_server: list[FrameServer],
+    pki: PKI,  # noqa: F811
 ) -> None:
     # A tail smaller than the mark, after a pause, on a kept-alive connection: without the quiet timer the
     # kernel never reports it and the request times out. The second reply, on the same connection, read
@@ -106,7 +108,9 @@ async def test_the_whole_body_and_a_tail_after_a_pause_then_the_connection_is_re
     async with new_session(cfg) as session:
         got = await fetch(session, "POST", server.url + "/api/v1/read", cfg=cfg, max_bytes=1 << 24,
                           data=b"q", batch_reads=True)  # fmt: skip
-        again = await fetch(session, "POST", server.url + "/api/v1/read", cfg=cfg, max_bytes=1 << 24, data=b"q")
+        again = await fetch(
+            session, "POST", server.url + "/api/v1/read", cfg=cfg, max_bytes=1 << 24, data=b"q"
+        )
     assert (got.status, bytes(got.body)) == (200, first.body)
     assert (again.status, bytes(again.body)) == (200, second.body)
     assert server.connections == 1  # the second request reused the connection the first one batched
@@ -143,5 +147,7 @@ async def test_without_the_socket_option_the_body_is_read_as_usual(
     frame_server.append(server)
     cfg = HTTPClientConfig(url=server.url, timeout=5.0)
     async with new_session(cfg) as session:
-        got = await fetch(session, "POST", server.url, cfg=cfg, max_bytes=1 << 24, data=b"q", batch_reads=True)
+        got = await fetch(
+            session, "POST", server.url, cfg=cfg, max_bytes=1 << 24, data=b"q", batch_reads=True
+        )
     assert bytes(got.body) == reply.body

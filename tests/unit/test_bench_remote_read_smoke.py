@@ -36,7 +36,7 @@ def test_remote_read_vs_federate_prints_every_row() -> None:
         require_binary(binary)
     done = subprocess.run(
         [sys.executable, "-m", "bench.remote_read_vs_federate", "--series", "300", "--minutes", "2",
-         "--pulls", "2", "--vmagent-interval", "1", "--vmagent-scrapes", "2", "--steady-interval", "15",
+         "--pulls", "2", "--vmagent-interval", "1", "--vmagent-scrapes", "2", "--steady-interval", "15", "--min-window", "0",
          "--steady-warmup", "1", "--steady-cycles", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=360, check=False,
     )  # fmt: skip

@@ -59,3 +59,10 @@ def test_remote_read_decode_runs() -> None:
     out = _run("bench.remote_read_decode")  # fixed small sizes (1000 series x 200 samples): seconds
     assert any(line.startswith("streamed: frames+protobuf") for line in out)
     assert any(line.startswith("SAMPLES:  snappy+protobuf") for line in out)
+
+
+def test_remote_read_source_prints_both_ways_and_every_window() -> None:
+    out = _run("bench.remote_read_source", "--series", "300", "--requests", "2", "--rounds", "1")
+    for way in ("as", "batched"):
+        row = _row(out, way)
+        assert float(row[-1]) > 0, row  # a wall time per request: the requests were answered and read

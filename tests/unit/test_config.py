@@ -254,3 +254,22 @@ def test_the_package_exports_exactly_its_public_names() -> None:
     modules = {"alerts", "discovery", "fleet", "http_client", "kubernetes", "loader", "reference", "types"}
     public = {n for n in vars(observe.config) if not n.startswith("_")} - modules - {"annotations"}
     assert set(observe.config.__all__) == public
+
+
+@pytest.mark.parametrize(
+    ("remote_read", "message"),
+    [
+        ({"min_window": "-1s"}, "remote_read.min_window: not a duration"),
+        ({"min_window": "2h"}, "remote_read: min_window (2h) must be shorter than backfill_limit (1h)"),
+        ({"min_window": "10m", "backfill_limit": "10m"}, "min_window (10m) must be shorter than backfill_limit"),
+    ],
+)
+def test_a_bad_min_window_is_named(remote_read: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({**_one_cluster("30s", prometheus=PROM), "remote_read": remote_read})
+    assert any(message in p for p in info.value.problems), info.value.problems
+
+
+def test_min_window_left_unset_is_not_checked_against_a_short_backfill_limit() -> None:
+    cfg = parse_config({**_one_cluster("30s", prometheus=PROM), "remote_read": {"backfill_limit": "30s"}})
+    assert cfg.remote_read.min_window == 120.0  # the pipeline applies at most half of backfill_limit

@@ -32,6 +32,8 @@ class FakeSource:
         self.points = points if points is not None else {}
         self.calls: list[tuple[int, int]] = []
         self.fail: list[Exception] = []  # raised first, one per call
+        self.probes = 0
+        self.up = True  # what alive() answers
 
     async def read(self, start_ms: int, end_ms: int) -> ReadResult:
         self.calls.append((start_ms, end_ms))
@@ -40,13 +42,19 @@ class FakeSource:
         got = [(v, ts) for ts, v in sorted(self.points.items()) if start_ms < ts <= end_ms]
         return ReadResult.of([(SERIES, got)] if got else [], "streamed_xor_chunks", 10 * len(got))
 
+    async def alive(self) -> bool:
+        self.probes += 1
+        return self.up
+
 
 def config(tmp: Path, **remote_read: Any) -> Config:
+    # min_window 0s: every cycle reads, unless a test is about min_window (None: its default)
+    rr = {"start_from": "60s", "safety_lag": "10s", "max_window": "20s", "min_window": "0s", **remote_read}
     return parse_config(
         {
             "interval": "5s",
             "data_dir": str(tmp),
-            "remote_read": {"start_from": "60s", "safety_lag": "10s", "max_window": "20s", **remote_read},
+            "remote_read": {k: v for k, v in rr.items() if v is not None},
             "central": {
                 "remote_write": {"url": "http://127.0.0.1:1/api/v1/write", "max_samples_per_send": 4}
             },
@@ -156,6 +164,68 @@ async def test_replicas_are_tried_in_order_and_the_one_that_answered_is_kept(tmp
     await rig.pipeline.cycle()
     assert len(a.calls) == 1 and len(b.calls) == 2  # b answered last: asked first
     assert rig.pipeline.status()["url"] == "http://b"
+
+
+async def test_a_steady_cycle_waits_until_the_window_spans_min_window(tmp_path: Path) -> None:
+    points = {ms(NOW - 70) + i * 1000: float(i) for i in range(200)}  # one a second, on past the start
+    src = FakeSource("http://r1", points)
+    rig = Rig(tmp_path, [src], min_window="20s")  # interval 5s: a cycle reads once 17.5s are due
+    assert (await rig.pipeline.cycle()).windows == 3  # the first cycle of a process always reads
+    read_to = ms(NOW - 10)
+
+    def lag() -> float | None:
+        return rig.telemetry.registry.get_sample_value("observe_remote_read_lag_seconds", {"cluster": "alpha"})
+
+    for step in range(1, 4):  # 5, 10, 15s of new data: not yet
+        rig.now = NOW + 5 * step
+        out = await rig.pipeline.cycle()
+        assert out.ok and len(src.calls) == 3 and src.probes == step, step  # asked only whether it is up
+        assert lag() == pytest.approx(10 + 5 * step)  # the lag is told as it grows
+    rig.now = NOW + 20
+    out = await rig.pipeline.cycle()
+    assert out.ok and src.calls[3:] == [(read_to, ms(NOW + 10))] and lag() == pytest.approx(10)
+    # every sample arrived once, in order, whatever the cycles that waited
+    stamps = [ts for g in rig.groups() for r in g for _, ss in r for _, ts in ss]
+    assert stamps == sorted(ts for ts in points if ms(NOW - 60) < ts <= ms(NOW + 10))
+
+
+async def test_after_a_failed_cycle_the_next_one_reads_whatever_min_window_says(tmp_path: Path) -> None:
+    src = FakeSource("http://r1", {ms(NOW - 15): 1.0})
+    rig = Rig(tmp_path, [src], min_window="20s")
+    await rig.pipeline.cycle()
+    src.fail = [SourceError("down", reason="unreachable")]
+    rig.now = NOW + 20
+    assert not (await rig.pipeline.cycle()).ok
+    asked = len(src.calls)
+    rig.now = NOW + 25  # 5s after the failure: read at once, not 20s after it
+    out = await rig.pipeline.cycle()
+    assert out.ok and out.windows >= 1 and len(src.calls) == asked + out.windows
+
+
+async def test_a_source_found_down_between_reads_is_read_at_once_and_shown_down(tmp_path: Path) -> None:
+    src = FakeSource("http://r1", {ms(NOW - 15): 1.0})
+    rig = Rig(tmp_path, [src], min_window="20s")
+    await rig.pipeline.cycle()
+    asked = len(src.calls)
+    src.up, src.fail = False, [SourceError("connection refused", reason="unreachable")]
+    rig.now = NOW + 5
+    out = await rig.pipeline.cycle()  # 5s due, but /-/ready failed: the read says what is wrong
+    assert not out.ok and out.reason == "unreachable" and len(src.calls) == asked + 1
+    up = rig.telemetry.registry.get_sample_value("observe_cluster_up", {"cluster": "alpha"})
+    assert up == 0
+
+
+async def test_min_window_is_at_most_half_the_backfill_limit(tmp_path: Path) -> None:
+    src = FakeSource("http://r1", {})
+    rig = Rig(tmp_path, [src], backfill_limit="30s", min_window=None)  # its 2m default: 15s applies
+    await rig.pipeline.cycle()
+    first = len(src.calls)
+    rig.now = NOW + 10
+    await rig.pipeline.cycle()
+    assert len(src.calls) == first  # 10s due < 15s - interval / 2
+    rig.now = NOW + 15
+    await rig.pipeline.cycle()
+    assert len(src.calls) == first + 1
 
 
 async def test_every_replica_failing_fails_the_cycle_invents_no_stale_markers_and_keeps_the_cursor(
