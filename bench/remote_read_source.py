@@ -11,6 +11,7 @@ alternating for `--rounds` rounds. Per request: the source's CPU (user and syste
 process' CPU and voluntary context switches (getrusage), and the wall time. Prometheus writes and flushes
 one frame per series, so the reply is ~`--series` writes; on loopback a write to a socket whose reader
 sleeps in epoll also pays for waking it, which batching avoids, so the source's system time falls too.
+A `/federate` pull of every series (gzip, written 4 KiB at a time) is read both ways too.
 
 Then the source's cost by window length, the choice behind `remote_read.min_window`: `--pulls` GETs of
 `/federate` (gzip, as observe and vmagent ask), one sample per series each, against batched remote-read
@@ -49,23 +50,31 @@ def _source_cpu(pid: int) -> tuple[float, float]:
     return int(fields[11]) / _TICK, int(fields[12]) / _TICK
 
 
-async def _requests(server: Server, bodies: list[bytes], batch: bool) -> int:
+FEDERATE = None  # in a list of request bodies: a GET of /federate (gzip, as observe and vmagent ask)
+
+
+async def _requests(server: Server, bodies: list[bytes | None], batch: bool) -> int:
     cfg = HTTPClientOptions(timeout=120.0)
     session = new_session(cfg)
     size = 0
+    federate = server.url + "/federate?" + urllib.parse.urlencode({"match[]": SELECT_ALL})
     try:
         for body in bodies:
-            resp = await fetch(session, "POST", server.url + "/api/v1/read", cfg=cfg, max_bytes=1 << 30,
-                               headers=REQUEST_HEADERS, data=body, batch_reads=batch)  # fmt: skip
+            if body is FEDERATE:
+                resp = await fetch(session, "GET", federate, cfg=cfg, max_bytes=1 << 30, headers={"Accept": ACCEPT},
+                                   batch_reads=batch)  # fmt: skip
+            else:
+                resp = await fetch(session, "POST", server.url + "/api/v1/read", cfg=cfg, max_bytes=1 << 30,
+                                   headers=REQUEST_HEADERS, data=body, batch_reads=batch)  # fmt: skip
             if resp.status != 200:
-                raise RuntimeError(f"remote-read answered {resp.status}: {bytes(resp.body[:200])!r}")
+                raise RuntimeError(f"the source answered {resp.status}: {bytes(resp.body[:200])!r}")
             size = len(resp.body)
     finally:
         await session.close()
     return size
 
 
-def measure(server: Server, bodies: list[bytes], batch: bool) -> dict[str, float]:
+def measure(server: Server, bodies: list[bytes | None], batch: bool) -> dict[str, float]:
     asyncio.run(_requests(server, bodies[:1], batch))  # a warm-up request: the source's caches, our imports
     pid, n = server.proc.pid, len(bodies)
     (u0, s0), r0, t0 = _source_cpu(pid), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
@@ -91,7 +100,7 @@ def federate_pull_cpu(server: Server, pulls: int) -> float:
     return (u1 + s1 - u0 - s0) / pulls
 
 
-def _bodies(start_ms: int, window_ms: int, n: int) -> list[bytes]:
+def _bodies(start_ms: int, window_ms: int, n: int) -> list[bytes | None]:
     """`n` requests of one window each, four different windows in turn, from `start_ms` on."""
     return [
         encode_read_request([Query(s + 1, s + window_ms, parse_selector(SELECT_ALL))], [STREAMED_XOR_CHUNKS])
@@ -119,15 +128,17 @@ def main(argv: list[str] | None = None) -> int:
             data.write(server, list(range(samples)))
             start = data.grid_ms(2)  # from near the start: every window lies inside the open head chunk
             bodies = _bodies(start, int(a.window * 1000), a.requests)
-            print(
-                f"{data.series:,} series; {a.requests} requests of a {a.window:g}s window per row (ms per request)"
-            )
-            print(f"{'read':10s} {'reply':>8s} {'source user':>12s} {'source sys':>11s} {'collector':>10s} "
+            pulls: list[bytes | None] = [FEDERATE] * a.requests
+            print(f"{data.series:,} series; {a.requests} requests per row (ms per request): remote-read of a "
+                  f"{a.window:g}s window, and /federate; the reply read as it lands, or in batches")  # fmt: skip
+            print(f"{'request':12s} {'reply':>8s} {'source user':>12s} {'source sys':>11s} {'collector':>10s} "
                   f"{'switches':>9s} {'wall':>7s}")  # fmt: skip
+            ways = (("read-lands", bodies, False), ("read-batched", bodies, True),
+                    ("fed-lands", pulls, False), ("fed-batched", pulls, True))  # fmt: skip
             for _ in range(a.rounds):
-                for name, batch in (("as lands", False), ("batched", True)):
-                    m = measure(server, bodies, batch)
-                    print(f"{name:10s} {m['bytes'] / 1e6:6.1f}MB {m['source_user'] * 1e3:12.0f} "
+                for name, requests, batch in ways:
+                    m = measure(server, requests, batch)
+                    print(f"{name:12s} {m['bytes'] / 1e6:6.1f}MB {m['source_user'] * 1e3:12.0f} "
                           f"{m['source_sys'] * 1e3:11.0f} {m['collector'] * 1e3:10.0f} {m['switches']:9.0f} "
                           f"{m['wall'] * 1e3:7.0f}", flush=True)  # fmt: skip
             per_pull = federate_pull_cpu(server, a.pulls)

@@ -6,10 +6,10 @@ takes each one as it lands is woken thousands of times a reply, and every wake-u
 event loop, aiohttp's parser and a coroutine. With `SO_RCVLOWAT` the kernel reports the socket readable
 only once `low_water` bytes are queued (Linux: socket(7), tcp_poll).
 
-Measured against a real Prometheus 2.42 (30k series, a 30s window, `python -m bench.remote_read_source`):
-the collector's CPU to receive one reply fell from ~245 to ~33 ms (context switches ~8000 -> ~300) and
-the source's from ~315 to ~280 ms on loopback, where a write to a socket whose reader is asleep in
-epoll also pays for waking it.
+Measured against a real Prometheus 2.42 (30k series, a 30s window, `python -m bench.remote_read_source`,
+two runs): the collector's CPU to receive one reply fell from 239-274 to 32-41 ms (wake-ups 1290-1884 ->
+55-62) and the source's by 10-21% on loopback, where a write to a socket whose reader is asleep in epoll
+also pays for waking it.
 
 The kernel knows nothing of HTTP framing, so the tail of a reply, under `low_water`, would never be
 reported on a kept-alive connection. A timer lowers the mark to one byte once `quiet` seconds pass with

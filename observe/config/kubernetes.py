@@ -29,7 +29,7 @@ class KubernetesConfig(ConfigModel):
     bearer_token_env: str | None = None
     """With `api_server`: an environment variable holding the bearer token."""
     tls: TLSConfig = TLSConfig()
-    """With `api_server`: TLS towards the API server. Takes the `tls.*` keys of an HTTP client."""
+    """With `api_server`: TLS towards the API server."""
     # 20s: the API server's own calls (endpoints) are quick; a proxied request has its source's timeout,
     # since the API server's --request-timeout does not bound proxied (long-running) requests.
     timeout: Duration = 20.0

@@ -136,12 +136,13 @@ class RemoteReadPipeline:
         self._session = session  # owned: closed with the pipeline
         self._active = 0  # the replica that answered last: tried first
         self._window_ms = int(self.read_cfg.max_window * 1000)
-        # Give or take half a cycle, so that cycles 30s apart with a 60s min_window read every other one
-        # rather than every third (a window just short of 60s would wait a whole cycle more).
+        # Give or take half a cycle, so that cycles 30s apart with a 2m min_window read every fourth one
+        # rather than every fifth (a window just short of 2m would wait a whole cycle more).
         # At most half of backfill_limit: a gap is cut to that, so a longer span would never be reached.
         min_window = min(self.read_cfg.min_window, self.read_cfg.backfill_limit / 2)
         self._min_span_ms = max(0, int((min_window - cfg.interval / 2) * 1000))
         self._position: int | None = None  # the cursor, once loaded
+        self._lag: float | None = None  # now minus the cursor, as of the last cycle (one that waited too)
         self._labels: dict[bytes, bytes] = {}  # the source's label bytes -> ours (or _DROPPED)
         self._newest: dict[bytes, int] = {}  # encoded labels -> newest timestamp sent, for `retire`
         self._last: MetricsOutcome = RemoteReadOutcome()
@@ -246,7 +247,7 @@ class RemoteReadPipeline:
             )
         result.duration = time.monotonic() - started
         result.finished_at = self.clock()
-        result.lag_seconds = max(0.0, now - position / 1000)
+        result.lag_seconds = self._lag = max(0.0, now - position / 1000)
         result.backlog_seconds = max(0.0, (head - position) / 1000)
         result.replica = safe_url(self.sources[self._active].base_url)
         result.ok = result.error is None
@@ -270,7 +271,8 @@ class RemoteReadPipeline:
         read's outcome (its counts, its time) stands; only the lag, which grows, is told."""
         last = self._last
         backlog = last.backlog_seconds if isinstance(last, RemoteReadOutcome) else 0.0
-        self.telemetry.remote_read_progress(self.cluster, lag=max(0.0, now - position / 1000), backlog=backlog)
+        self._lag = max(0.0, now - position / 1000)
+        self.telemetry.remote_read_progress(self.cluster, lag=self._lag, backlog=backlog)
         return last
 
     def _load(self, now: float) -> int:
@@ -427,7 +429,7 @@ class RemoteReadPipeline:
         if self._federate is not None:
             return {**self._federate.status(), "protocol": "federate", "fallback_reason": self._fallback_why}
         last = self._last
-        lag = last.lag_seconds if isinstance(last, RemoteReadOutcome) else None
+        lag = self._lag
         backlog = last.backlog_seconds if isinstance(last, RemoteReadOutcome) else 0.0
         return {
             "url": safe_url(self.sources[self._active].url),

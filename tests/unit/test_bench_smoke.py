@@ -63,6 +63,8 @@ def test_remote_read_decode_runs() -> None:
 
 def test_remote_read_source_prints_both_ways_and_every_window() -> None:
     out = _run("bench.remote_read_source", "--series", "300", "--requests", "2", "--rounds", "1")
-    for way in ("as", "batched"):
+    for way in ("read-lands", "read-batched", "fed-lands", "fed-batched"):
         row = _row(out, way)
         assert float(row[-1]) > 0, row  # a wall time per request: the requests were answered and read
+    for window in ("30s", "60s", "90s", "120s", "300s"):
+        assert _row(out, window)[-1].endswith("x")  # the cost per sample against /federate

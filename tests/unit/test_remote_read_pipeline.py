@@ -180,7 +180,8 @@ async def test_a_steady_cycle_waits_until_the_window_spans_min_window(tmp_path: 
         rig.now = NOW + 5 * step
         out = await rig.pipeline.cycle()
         assert out.ok and len(src.calls) == 3 and src.probes == step, step  # asked only whether it is up
-        assert lag() == pytest.approx(10 + 5 * step)  # the lag is told as it grows
+        assert lag() == pytest.approx(10 + 5 * step)  # the lag is told as it grows, in /status too
+        assert rig.pipeline.status()["lag_seconds"] == pytest.approx(10 + 5 * step)
     rig.now = NOW + 20
     out = await rig.pipeline.cycle()
     assert out.ok and src.calls[3:] == [(read_to, ms(NOW + 10))] and lag() == pytest.approx(10)
