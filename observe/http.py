@@ -2,8 +2,9 @@
 
 aiohttp client reference: https://docs.aiohttp.org/en/stable/client_reference.html
 
-Every source and sink talks HTTP through `new_session` and `fetch`, so TLS, auth, proxies, size caps,
-timeouts and error translation are decided once:
+Every source and sink talks HTTP through `new_session` and `fetch` (or `request`, under `fetch`, for a
+caller that reads the body as it streams in), so TLS, auth, proxies, size caps, timeouts and error
+translation are decided once:
 
     TransportError (ObserveError)   no usable HTTP response; `reason` is a FAIL_* constant:
         timeout        no complete answer within `timeout` (connect + headers + body)
@@ -32,9 +33,9 @@ import errno
 import os
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -54,6 +55,8 @@ from observe.reasons import (
 )
 from observe.units import format_duration, format_size
 
+T = TypeVar("T")
+
 __all__ = [
     "Credentials",
     "RequestAuth",
@@ -62,10 +65,12 @@ __all__ = [
     "auth_headers",
     "body_snippet",
     "build_ssl_context",
+    "capped_chunks",
     "fetch",
     "new_session",
     "parse_retry_after",
     "redact",
+    "request",
     "safe_url",
     "transport_error",
 ]
@@ -286,6 +291,27 @@ async def fetch(
     `cfg.timeout`: a deadline is per request, whatever happens inside it. `batch_reads` reads the body
     in batches (observe/batched_reads.py), for a server that writes it in many small pieces.
     """
+    return await request(
+        session, method, url, cfg=cfg, read=_read_whole(max_bytes, batch_reads), headers=headers,
+        params=params, data=data, credentials=credentials,
+    )  # fmt: skip
+
+
+async def request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str | URL,
+    *,
+    cfg: HTTPClientOptions,
+    read: Callable[[aiohttp.ClientResponse, str], Awaitable[T]],
+    headers: Mapping[str, str] | None = None,
+    params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
+    data: bytes | None = None,
+    credentials: Credentials | None = None,
+) -> T:
+    """`fetch`'s request (auth, headers, TLS server name, one deadline, the 401 retry, the translation of
+    aiohttp's exceptions) with the reply handed to `read(resp, where)`, for a caller that reads the body
+    as it streams in (federation). An ObserveError raised by `read` passes through untouched."""
     target = URL(url) if isinstance(url, str) else url
     where = f"{method} {safe_url(target)}"
     deadline = time.monotonic() + cfg.timeout
@@ -305,16 +331,16 @@ async def fetch(
                 "(obtaining credentials took it all)",
                 reason=FAIL_TIMEOUT,
             )
-        resp = await _fetch_once(
-            session, method, target, where, cfg=cfg, auth=auth, max_bytes=max_bytes, headers=headers,
-            params=params, data=data, seconds=remaining, credentials=credentials, batch_reads=batch_reads,
+        status, value = await _request_once(
+            session, method, target, where, cfg=cfg, auth=auth, read=read, headers=headers, params=params,
+            data=data, seconds=remaining, credentials=credentials,
         )  # fmt: skip
-        if resp.status != 401 or credentials is None or attempt or not credentials.expire():
-            return resp
+        if status != 401 or credentials is None or attempt or not credentials.expire():
+            return value
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
-async def _fetch_once(
+async def _request_once(
     session: aiohttp.ClientSession,
     method: str,
     target: URL,
@@ -322,14 +348,13 @@ async def _fetch_once(
     *,
     cfg: HTTPClientOptions,
     auth: RequestAuth,
-    max_bytes: int,
+    read: Callable[[aiohttp.ClientResponse, str], Awaitable[T]],
     headers: Mapping[str, str] | None,
     params: Sequence[tuple[str, str]] | Mapping[str, str] | None,
     data: bytes | None,
     seconds: float,  # what is left of the request's deadline
     credentials: Credentials | None,
-    batch_reads: bool,
-) -> Response:
+) -> tuple[int, T]:
     if auth.headers and target.user is not None:
         target = target.with_user(None)  # the configured credentials win (aiohttp refuses both)
     merged = {**cfg.headers, **auth.headers, **(headers or {})}
@@ -349,46 +374,69 @@ async def _fetch_once(
             timeout=aiohttp.ClientTimeout(total=seconds),
             **extra,
         ) as resp:
-            encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-            length = resp.content_length
-            # A compressed Content-Length says little about the decompressed size: that is capped below.
-            if length is not None and length > max_bytes and not encoded:
-                resp.close()
-                raise TransportError(
-                    f"{where}: Content-Length {length} is over the {format_size(max_bytes)} limit (max_response_bytes)",
-                    reason=FAIL_TOO_LARGE,
-                )
-            # One buffer, handed over as is: a chunk list joined at the end would hold the body twice at
-            # the peak (~30 MiB more for a 100k-series federation body), and bytes(buf) too. When the
-            # length is known it is allocated once and filled in place: growing it by `+=` re-copied it
-            # as it grew, ~10% of a federation cycle's CPU (py-spy on `python -m bench.federate_vs_vmagent`).
-            body = bytearray(length) if length is not None and not encoded else bytearray()
-            size = 0
-            chunks = batched_chunks(resp, _READ_CHUNK) if batch_reads else resp.content.iter_chunked(_READ_CHUNK)
-            async for chunk in chunks:
-                end = size + len(chunk)
-                if end > max_bytes:
-                    resp.close()
-                    raise TransportError(
-                        f"{where}: the response passed the {format_size(max_bytes)} limit (max_response_bytes)"
-                        + (" after decompression" if encoded else ""),
-                        reason=FAIL_TOO_LARGE,
-                    )
-                if end <= len(body):
-                    body[size:end] = chunk
-                else:
-                    body[size:] = chunk  # past the announced length, or no length: grow
-                size = end
-            if size < len(body):
-                del body[size:]  # fewer bytes than announced (aiohttp raises first; kept for safety)
-            return Response(resp.status, resp.headers, body)
-    except TransportError:
+            return resp.status, await read(resp, where)
+    except ObserveError:  # TransportError, or the caller's own verdict on the body
         raise
     except Exception as exc:  # translated below; anything else is re-raised untouched
         translated = transport_error(exc, where, cfg, https=target.scheme == "https", credentials=credentials)
         if translated is None:
             raise
         raise translated from exc
+
+
+def _read_whole(
+    max_bytes: int, batch_reads: bool
+) -> Callable[[aiohttp.ClientResponse, str], Awaitable[Response]]:
+    async def read(resp: aiohttp.ClientResponse, where: str) -> Response:
+        encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        length = resp.content_length
+        # One buffer, handed over as is: a chunk list joined at the end would hold the body twice at
+        # the peak (~30 MiB more for a 100k-series federation body), and bytes(buf) too. When the
+        # length is known it is allocated once and filled in place: growing it by `+=` re-copied it
+        # as it grew, ~10% of a federation cycle's CPU (py-spy on `python -m bench.federate_vs_vmagent`).
+        body = (
+            bytearray(length) if length is not None and not encoded and length <= max_bytes else bytearray()
+        )
+        size = 0
+        async for chunk in capped_chunks(resp, where, max_bytes, batch_reads=batch_reads):
+            end = size + len(chunk)
+            if end <= len(body):
+                body[size:end] = chunk
+            else:
+                body[size:] = chunk  # past the announced length, or no length: grow
+            size = end
+        if size < len(body):
+            del body[size:]  # fewer bytes than announced (aiohttp raises first; kept for safety)
+        return Response(resp.status, resp.headers, body)
+
+    return read
+
+
+async def capped_chunks(
+    resp: aiohttp.ClientResponse, where: str, max_bytes: int, *, batch_reads: bool = False
+) -> AsyncIterator[bytes]:
+    """`resp`'s body as it arrives, under `max_bytes`: a Content-Length over it is refused up front, then
+    the bytes read are counted (after decompression: a compressed length says little)."""
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    length = resp.content_length
+    if length is not None and length > max_bytes and not encoded:
+        resp.close()
+        raise TransportError(
+            f"{where}: Content-Length {length} is over the {format_size(max_bytes)} limit (max_response_bytes)",
+            reason=FAIL_TOO_LARGE,
+        )
+    size = 0
+    chunks = batched_chunks(resp, _READ_CHUNK) if batch_reads else resp.content.iter_chunked(_READ_CHUNK)
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            resp.close()
+            raise TransportError(
+                f"{where}: the response passed the {format_size(max_bytes)} limit (max_response_bytes)"
+                + (" after decompression" if encoded else ""),
+                reason=FAIL_TOO_LARGE,
+            )
+        yield chunk
 
 
 def transport_error(

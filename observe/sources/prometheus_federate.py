@@ -26,40 +26,31 @@ The pull loop does not wait for the whole body: `pull_into` hands it over ~1 MiB
 (observe/pipeline/metrics.py parses each piece meanwhile), so a 100k-series body (~31 MB) is never held
 whole. The checks are the same and so are the errors, some only known at the end (a truncated body, one
 byte that is not UTF-8): the caller then drops what it made of the pieces. The request is
-observe/http.py's `fetch` (auth, TLS server name, one retry after a 401, the deadline, the size cap, its
-error messages) with the body read as it streams in; `fetch` itself reads a body whole.
+observe/http.py's `request`, the one under `fetch` (auth, TLS server name, one retry after a 401, the
+deadline, the size cap, its error messages), with the body read as it streams in, in batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 from yarl import URL
 
-from observe.batched_reads import batched_chunks
 from observe.config import ClusterConfig, PrometheusSourceConfig
-from observe.errors import ConfigError, SourceError
-from observe.http import (
-    RequestAuth,
-    Response,
-    TransportError,
-    auth_headers,
-    redact,
-    safe_url,
-    transport_error,
-)
+from observe.errors import SourceError
+from observe.http import Response, TransportError, capped_chunks, redact, request, safe_url
 from observe.protocol.exposition import parse_text
-from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TIMEOUT, FAIL_TOO_LARGE
+from observe.reasons import FAIL_AUTH, FAIL_BAD_RESPONSE, FAIL_THROTTLED, FAIL_TOO_LARGE
 from observe.replies import classify
-from observe.units import format_duration, format_size
 
 if TYPE_CHECKING:  # observe.kube is imported only for a cluster that uses it
     from observe.kube.api_server import APIServer
@@ -71,7 +62,6 @@ ACCEPT = "text/plain;version=0.0.4"
 _SNIPPET_CHARS = 200  # of an error body, in messages: enough for a proxy's one-line reason
 _HTTP_TO_HTTPS = b"Client sent an HTTP request to an HTTPS server"
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_READ_CHUNK = 256 * 1024  # what aiohttp is asked for at a time (as `fetch` asks)
 _PIECE_BYTES = 1 << 20  # handed over at a time: one hand-off (a thread hop) per MiB, not per read
 _HEAD_BYTES = 1024  # enough of the start to tell an HTML or JSON page from the text format
 
@@ -209,65 +199,21 @@ class PrometheusFederateSource:
     # -- the request ------------------------------------------------------------------------------
     async def _request(self, sink: BodySink) -> int:
         """`fetch`'s request (observe/http.py), reading a 2xx body into `sink` as it streams in."""
-        cfg, credentials = self._cfg, self._credentials
-        where = f"GET {safe_url(self.url)}"
-        deadline = time.monotonic() + cfg.timeout
-        for attempt in range(2):  # at most one retry, after a 401 with credentials that may change
-            try:
-                auth = (
-                    await credentials.request_auth()
-                    if credentials is not None
-                    else RequestAuth(auth_headers(cfg))
-                )
-            except ConfigError as exc:
-                raise TransportError(redact(f"{where}: {exc}", cfg, credentials), reason=FAIL_AUTH) from exc
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TransportError(
-                    f"{where}: no complete answer within the timeout of {format_duration(cfg.timeout)} "
-                    "(obtaining credentials took it all)",
-                    reason=FAIL_TIMEOUT,
-                )
-            answer = await self._attempt(sink, auth, where, remaining)
-            if isinstance(answer, int):
-                return answer
-            if answer.status != 401 or credentials is None or attempt or not credentials.expire():
-                raise self._refusal(answer)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        answer = await request(
+            self._session, "GET", self.url, cfg=self._cfg, read=functools.partial(self._read, sink=sink),
+            headers={"Accept": ACCEPT}, params=self._params, credentials=self._credentials,
+        )  # fmt: skip
+        if isinstance(answer, int):
+            return answer
+        raise self._refusal(answer)
 
-    async def _attempt(self, sink: BodySink, auth: RequestAuth, where: str, seconds: float) -> int | Response:
-        """One request: the body's size once it all went to `sink`, or the whole answer when not a 2xx."""
-        cfg = self._cfg
-        target = self.url
-        if auth.headers and target.user is not None:
-            target = target.with_user(None)  # the configured credentials win (aiohttp refuses both)
-        extra: dict[str, Any] = {}
-        server_name = auth.server_name or cfg.tls.server_name
-        if server_name:
-            extra["server_hostname"] = server_name
-        if auth.ssl is not None and target.scheme == "https":
-            extra["ssl"] = auth.ssl  # per request: a client certificate from an exec plugin changes
-        try:
-            async with self._session.get(
-                target,
-                headers={**cfg.headers, **auth.headers, "Accept": ACCEPT},
-                params=self._params,
-                timeout=aiohttp.ClientTimeout(total=seconds),
-                **extra,
-            ) as resp:
-                chunks = _chunks(resp, where, cfg.max_response_bytes)
-                if not 200 <= resp.status < 300:
-                    return Response(resp.status, resp.headers, b"".join([c async for c in chunks]))
-                return await self._stream(resp, chunks, sink)
-        except (TransportError, SourceError):
-            raise
-        except Exception as exc:  # translated as `fetch` translates it; anything else is re-raised untouched
-            translated = transport_error(
-                exc, where, cfg, https=target.scheme == "https", credentials=self._credentials
-            )
-            if translated is None:
-                raise
-            raise translated from exc
+    async def _read(self, resp: aiohttp.ClientResponse, where: str, *, sink: BodySink) -> int | Response:
+        """The body's size once it all went to `sink`, or the whole answer when not a 2xx."""
+        # Prometheus writes it 4 KiB at a time: read in batches
+        chunks = capped_chunks(resp, where, self._cfg.max_response_bytes, batch_reads=True)
+        if not 200 <= resp.status < 300:
+            return Response(resp.status, resp.headers, b"".join([c async for c in chunks]))
+        return await self._stream(resp, chunks, sink)
 
     async def _stream(
         self, resp: aiohttp.ClientResponse, chunks: AsyncIterator[bytes], sink: BodySink
@@ -413,31 +359,6 @@ def federate_source(cluster: ClusterConfig, session: aiohttp.ClientSession) -> P
 
         return PinnedFederateSource(cluster.name, prom, session, api=api, ref=ref)
     return PrometheusFederateSource(cluster.name, prom, session, url=api.service_url(ref), via=api)
-
-
-async def _chunks(resp: aiohttp.ClientResponse, where: str, max_bytes: int) -> AsyncIterator[bytes]:
-    """The body as it arrives, under `max_bytes` (`fetch`'s cap and words: Content-Length up front, then
-    the bytes read)."""
-    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-    length = resp.content_length
-    # A compressed Content-Length says little about the decompressed size: that is capped below.
-    if length is not None and length > max_bytes and not encoded:
-        resp.close()
-        raise TransportError(
-            f"{where}: Content-Length {length} is over the {format_size(max_bytes)} limit (max_response_bytes)",
-            reason=FAIL_TOO_LARGE,
-        )
-    size = 0
-    async for chunk in batched_chunks(resp, _READ_CHUNK):  # Prometheus writes it 4 KiB at a time
-        size += len(chunk)
-        if size > max_bytes:
-            resp.close()
-            raise TransportError(
-                f"{where}: the response passed the {format_size(max_bytes)} limit (max_response_bytes)"
-                + (" after decompression" if encoded else ""),
-                reason=FAIL_TOO_LARGE,
-            )
-        yield chunk
 
 
 def _not_the_text_format(ctype: str, head: bytes) -> bool:
